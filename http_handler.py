@@ -1,0 +1,559 @@
+"""HTTP: routing, request parsing and validation, errors, CORS and auth for the mock server.
+
+Job: turn one HTTP/1.1 request into one response, and nothing else. This is the only module that
+knows about status codes, headers and request bodies. It reads the request (body bounded by
+``max_body_bytes``), validates it, calls ``threads`` and ``pipes``, and either answers with JSON
+or sends the stream's headers and hands the socket plus the stream's plan (wrapped in HTTP
+chunked framing) to the pacer, then returns at once.
+
+Errors are ``ApiError`` subclasses, each with a ``status`` and a Langbase ``code``, rendered in
+one place as the Langbase error envelope ``{"error": {"code", "status", "message", "docs"}}``
+(Langbase API, "Error responses"). Domain errors from ``threads`` are mapped in one table.
+
+It reads its configuration from the server object (``server.settings``, ``server.store``,
+``server.pacer``, ``server.clock``, ``server.new_id``, ``server.started``); it never imports
+``main``.
+"""
+
+from __future__ import annotations
+
+import http
+import json
+import logging
+import re
+import socket
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+import pipes
+from sse import dumps_compact
+from threads import (
+    InvalidRequest,
+    StoreFull,
+    ThreadExists,
+    ThreadNotFound,
+    check_thread_id,
+    parse_messages,
+    parse_metadata,
+)
+
+__all__ = [
+    "VERSION",
+    "SERVICE",
+    "ApiError",
+    "BadRequest",
+    "Unauthorized",
+    "NotFound",
+    "MethodNotAllowed",
+    "Conflict",
+    "LengthRequired",
+    "PayloadTooLarge",
+    "UsageExceeded",
+    "resolve",
+    "chunked",
+    "Handler",
+]
+
+VERSION = "0.1.0"
+SERVICE = "langbase-mock"
+DOCS = "https://langbase.com/docs/api-reference/errors/"
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("access")
+
+CORS_ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
+CORS_ALLOW_HEADERS = "Content-Type, Authorization, LB-LLM-Key"
+CORS_EXPOSE_HEADERS = "lb-thread-id, lb-request-id"
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answered as JSON in the Langbase envelope.
+
+    Class attributes ``status`` (int HTTP status) and ``code`` (Langbase error code string);
+    ``message`` says what went wrong and what to do; ``headers`` are extra response headers
+    (name, value) pairs; ``close`` asks for the connection to be closed after the response
+    (when the request body could not be read, so the connection's framing is lost).
+    """
+
+    status = 500
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(
+        self, message: str, *, headers: Iterable[Tuple[str, str]] = (), close: bool = False
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = list(headers)
+        self.close = close
+
+    def body(self) -> dict:
+        """``{"error": {"code", "status", "message", "docs"}}``."""
+        return {
+            "error": {
+                "code": self.code,
+                "status": self.status,
+                "message": self.message,
+                "docs": DOCS + self.code.lower(),
+            }
+        }
+
+
+class BadRequest(ApiError):
+    """400 ``BAD_REQUEST``: malformed JSON, wrong types, invalid messages."""
+
+    status, code = 400, "BAD_REQUEST"
+
+
+class Unauthorized(ApiError):
+    """401 ``UNAUTHORIZED``: a missing or wrong ``Authorization: Bearer`` key."""
+
+    status, code = 401, "UNAUTHORIZED"
+
+
+class UsageExceeded(ApiError):
+    """403 ``USAGE_EXCEEDED``: a store bound was reached."""
+
+    status, code = 403, "USAGE_EXCEEDED"
+
+
+class NotFound(ApiError):
+    """404 ``NOT_FOUND``: unknown route or unknown thread."""
+
+    status, code = 404, "NOT_FOUND"
+
+
+class MethodNotAllowed(ApiError):
+    """405 ``METHOD_NOT_ALLOWED``; carries the ``Allow`` header."""
+
+    status, code = 405, "METHOD_NOT_ALLOWED"
+
+
+class Conflict(ApiError):
+    """409 ``CONFLICT``: a thread with that id exists."""
+
+    status, code = 409, "CONFLICT"
+
+
+class LengthRequired(ApiError):
+    """411 ``LENGTH_REQUIRED``: a request body without ``Content-Length``."""
+
+    status, code = 411, "LENGTH_REQUIRED"
+
+
+class PayloadTooLarge(ApiError):
+    """413 ``PAYLOAD_TOO_LARGE``: the body is over ``max_body_bytes``."""
+
+    status, code = 413, "PAYLOAD_TOO_LARGE"
+
+
+def _domain_error(exc: Exception) -> ApiError:
+    """Map a ``threads`` domain error to its API error (the one table of that mapping)."""
+    if isinstance(exc, InvalidRequest):
+        return BadRequest(exc.message)
+    if isinstance(exc, ThreadNotFound):
+        return NotFound("Thread %r not found." % exc.thread_id)
+    if isinstance(exc, ThreadExists):
+        return Conflict("A thread with id %r already exists." % exc.thread_id)
+    if isinstance(exc, StoreFull):
+        return UsageExceeded(str(exc))
+    raise TypeError("not a domain error: %r" % (exc,))
+
+
+_DOMAIN_ERRORS = (InvalidRequest, ThreadNotFound, ThreadExists, StoreFull)
+
+
+# --- routing --------------------------------------------------------------------------------
+
+_THREAD = r"(?P<thread_id>[^/]+)"
+ROUTES: List[Tuple[str, "re.Pattern[str]", str]] = [
+    (method, re.compile(pattern), name)
+    for method, pattern, name in [
+        ("GET", r"/", "status"),
+        ("GET", r"/health", "status"),
+        ("POST", r"/v1/pipes/run", "pipes_run"),
+        ("POST", r"/v1/threads", "threads_create"),
+        ("GET", r"/v1/threads/" + _THREAD, "threads_get"),
+        ("POST", r"/v1/threads/" + _THREAD, "threads_update"),
+        ("DELETE", r"/v1/threads/" + _THREAD, "threads_delete"),
+        ("GET", r"/v1/threads/" + _THREAD + r"/messages", "messages_list"),
+        ("POST", r"/v1/threads/" + _THREAD + r"/messages", "messages_append"),
+    ]
+]
+"""The route table: ``(method, path pattern, handler name)``; handler ``h`` is ``Handler.route_h``."""
+
+
+def resolve(method: str, path: str) -> Tuple[str, Dict[str, str]]:
+    """Find the route for ``method`` and ``path`` (no query string).
+
+    Returns ``(handler name, path parameters)``.
+
+    Raises:
+        NotFound: no route has this path.
+        MethodNotAllowed: the path exists for other methods (``Allow`` header lists them).
+    """
+    allowed = []
+    for route_method, pattern, name in ROUTES:
+        match = pattern.fullmatch(path)
+        if match:
+            if route_method == method:
+                return name, match.groupdict()
+            allowed.append(route_method)
+    if allowed:
+        allow = ", ".join(sorted(set(allowed)) + ["OPTIONS"])
+        raise MethodNotAllowed(
+            "Method %s is not allowed on %s; use %s." % (method, path, allow),
+            headers=[("Allow", allow)],
+        )
+    raise NotFound("No route for %s %s; see GET / for the endpoints." % (method, path))
+
+
+# --- HTTP body framing (sans-I/O plan transformation) --------------------------------------
+
+
+def chunked(plan: Iterator[pipes.Step]) -> Iterator[pipes.Step]:
+    """Wrap each ``Write`` of a plan in one HTTP/1.1 chunk and end with the ``0`` chunk.
+
+    ``Write(b"abc")`` becomes ``Write(b"3\\r\\nabc\\r\\n")``; ``Wait`` steps pass through; after
+    the last step comes ``Write(b"0\\r\\n\\r\\n")`` (RFC 9112, section 7.1). Empty writes are
+    dropped, since an empty chunk would end the body.
+    """
+    write = pipes.Write
+    for step in plan:
+        if type(step) is write:
+            if step.data:
+                yield write(b"%x\r\n%s\r\n" % (len(step.data), step.data))
+        else:
+            yield step
+    yield write(b"0\r\n\r\n")
+
+
+# --- the handler ----------------------------------------------------------------------------
+
+_CONTENT_LENGTH_RE = re.compile(r"[0-9]{1,18}")
+_BEARER_RE = re.compile(r"Bearer ([^\s]+)")
+_UNSET_TOKENS = ("undefined", "null", "None")
+
+
+class Handler(BaseHTTPRequestHandler):
+    """One connection's requests (HTTP/1.1 keep-alive), answered per the Langbase API.
+
+    Set on the server object: ``settings`` (see ``main.Settings``), ``store``
+    (``threads.ThreadStore``), ``pacer`` (``pacer.Pacer``), ``clock`` (seconds, float),
+    ``new_id`` (UUID string factory) and ``started`` (monotonic seconds at start).
+
+    After a stream's headers are sent the socket belongs to the pacer: ``detached`` is then
+    true and the server must not close the socket.
+    """
+
+    protocol_version = "HTTP/1.1"
+    server_version = "%s/%s" % (SERVICE, VERSION)
+    sys_version = ""
+    disable_nagle_algorithm = True
+    detached = False
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.timeout = self.server.settings.request_timeout
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        log.info("%s %s", self.address_string(), format % args)
+
+    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
+        # Timeouts of idle keep-alive connections and malformed request lines land here.
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        if access_log.isEnabledFor(logging.INFO):
+            status = code.value if isinstance(code, http.HTTPStatus) else code
+            access_log.info('%s "%s" %s', self.address_string(), self.requestline, status)
+
+    def version_string(self) -> str:
+        return self.server_version
+
+    def address_string(self) -> str:
+        return "%s:%s" % self.client_address[:2]
+
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """JSON replacement for the stdlib's HTML error page (request-line and header errors)."""
+        try:
+            name = http.HTTPStatus(code).name
+        except ValueError:
+            name = "ERROR"
+        error = ApiError(message or explain or name.replace("_", " ").capitalize())
+        error.status, error.code = code, name
+        self.close_connection = True
+        self._send_api_error(error)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_DELETE = do_PUT = do_PATCH = do_GET
+
+    def do_OPTIONS(self) -> None:
+        """CORS preflight: 204 with the allowed methods and headers, for any path."""
+        try:
+            self._read_body()
+        except ApiError as exc:
+            self._send_api_error(exc)
+            return
+        self.send_response(204)
+        self._send_common_headers()
+        self.send_header("Access-Control-Allow-Methods", CORS_ALLOW_METHODS)
+        self.send_header("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS)
+        self.send_header("Access-Control-Max-Age", "86400")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    # -- request flow: read body → auth → route → handler ------------------------------------
+
+    def _handle(self) -> None:
+        self.request_id = str(uuid.uuid4())
+        try:
+            body = self._read_body()
+            path = urlsplit(self.path).path
+            if path.startswith("/v1/") or path == "/v1":
+                self._check_auth()
+            name, params = resolve(self.command, path)
+            getattr(self, "route_" + name)(body, **params)
+        except ApiError as exc:
+            self._send_api_error(exc)
+        except _DOMAIN_ERRORS as exc:
+            self._send_api_error(_domain_error(exc))
+        except (ConnectionError, TimeoutError):
+            raise
+        except Exception:
+            log.exception("unexpected error answering %s", self.requestline)
+            self.close_connection = True
+            self._send_api_error(
+                ApiError("The mock server failed unexpectedly; see its log for the traceback.")
+            )
+
+    def _read_body(self) -> bytes:
+        """Read exactly ``Content-Length`` bytes (bounded), so keep-alive framing stays intact."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            raise LengthRequired(
+                "Chunked request bodies are not supported; send the body with a Content-Length.",
+                close=True,
+            )
+        values = self.headers.get_all("Content-Length") or []
+        if not values:
+            return b""  # RFC 9112 6.3: no Content-Length and no Transfer-Encoding means no body
+        if len(set(values)) != 1 or not _CONTENT_LENGTH_RE.fullmatch(values[0].strip()):
+            raise BadRequest(
+                "Invalid Content-Length header %r; send one decimal byte count."
+                % ",".join(values)[:40],
+                close=True,
+            )
+        length = int(values[0])
+        limit = self.server.settings.max_body_bytes
+        if length > limit:
+            raise PayloadTooLarge(
+                "Request body is %d bytes; the limit is %d (see --max-body-bytes)." % (length, limit),
+                close=True,
+            )
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise BadRequest("The request body ended before Content-Length bytes.", close=True)
+        return body
+
+    def _json_body(self, body: bytes) -> Any:
+        if not body.strip():
+            return {}
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest("Request body is not valid UTF-8 (byte %d)." % exc.start) from None
+        try:
+            return json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise BadRequest("Request body is not valid JSON: %s." % exc) from None
+
+    def _object_body(self, body: bytes) -> dict:
+        value = self._json_body(body)
+        if not isinstance(value, dict):
+            raise BadRequest("Request body must be a JSON object, not %s." % _json_type(value))
+        return value
+
+    def _check_auth(self) -> None:
+        header = self.headers.get("Authorization")
+        key = self.server.settings.api_key
+        if header is None:
+            if key is None:
+                return
+            raise Unauthorized("Missing Authorization header; send 'Authorization: Bearer <key>'.")
+        match = _BEARER_RE.fullmatch(header.strip())
+        if not match:
+            raise Unauthorized("Malformed Authorization header; expected 'Bearer <key>'.")
+        token = match.group(1)
+        if token in _UNSET_TOKENS:
+            raise Unauthorized(
+                "Authorization carries the token %r: your client's API key is not set." % token
+            )
+        if key is not None and token != key:
+            raise Unauthorized("Invalid API key.")
+
+    # -- responses ---------------------------------------------------------------------------
+
+    def _send_common_headers(self) -> None:
+        origins = self.server.settings.cors_origins
+        if origins == ("*",):
+            self.send_header("Access-Control-Allow-Origin", "*")
+        else:
+            origin = self.headers.get("Origin")
+            if origin in origins:
+                self.send_header("Access-Control-Allow-Origin", origin)
+            self.send_header("Vary", "Origin")
+        self.send_header("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS)
+        request_id = getattr(self, "request_id", None)
+        if request_id:
+            self.send_header("lb-request-id", request_id)
+
+    def _send_json(self, status: int, obj: Any, headers: Iterable[Tuple[str, str]] = ()) -> None:
+        data = dumps_compact(obj).encode("utf-8")
+        self.send_response(status)
+        self._send_common_headers()
+        self.send_header("Content-Type", "application/json")
+        for name, value in headers:
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _send_api_error(self, error: ApiError) -> None:
+        if error.close:
+            self.close_connection = True
+        self._send_json(error.status, error.body(), error.headers)
+
+    def _send_stream(self, plan: Iterator[pipes.Step], headers: Iterable[Tuple[str, str]]) -> None:
+        """Send the SSE response headers, then hand the socket and the plan to the pacer."""
+        self.send_response(200)
+        self._send_common_headers()
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Accel-Buffering", "no")
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        if self.request_version == "HTTP/1.0":
+            body_plan = plan  # HTTP/1.0 has no chunked encoding: the body ends at close
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+            body_plan = chunked(plan)
+        self.end_headers()
+        self.close_connection = True
+        self.detached = True
+        self.server.pacer.submit(self.connection, body_plan)
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def route_status(self, body: bytes) -> None:
+        """``GET /`` and ``GET /health``: service, version, uptime, threads, open streams."""
+        server = self.server
+        status = {
+            "status": "ok",
+            "service": SERVICE,
+            "version": VERSION,
+            "uptime_seconds": round(time.monotonic() - server.started, 3),
+            "threads": len(server.store),
+            "open_streams": server.pacer.open_streams,
+        }
+        if urlsplit(self.path).path == "/":
+            status["endpoints"] = ["%s %s" % (m, p.pattern) for m, p, _ in ROUTES]
+        self._send_json(200, status)
+
+    def route_pipes_run(self, body: bytes) -> None:
+        """``POST /v1/pipes/run``: a reply as JSON or as an SSE stream, stored in a thread."""
+        settings = self.server.settings
+        request = pipes.parse_run_request(self._object_body(body))
+        reply = pipes.choose_reply(request, settings.replies, settings.seed)
+        thread_id = self.server.store.record_run(
+            request.thread_id,
+            request.messages + [pipes.reply_message(reply)],
+            create_missing=not settings.strict_threads,
+        )
+        encoder = pipes.ChunkEncoder(
+            "chatcmpl-" + self.server.new_id().replace("-", ""),
+            int(self.server.clock()),
+            settings.model,
+        )
+        headers = [("lb-thread-id", thread_id)]
+        if request.stream:
+            events = pipes.reply_events(reply)
+            self._send_stream(pipes.stream_plan(events, encoder, settings.delay), headers)
+        else:
+            self._send_json(200, pipes.completion_body(reply, encoder), headers)
+
+    def route_threads_create(self, body: bytes) -> None:
+        """``POST /v1/threads``: ``{threadId?, metadata?, messages?}`` → thread object."""
+        data = self._object_body(body)
+        thread_id = data.get("threadId")
+        if thread_id is not None:
+            check_thread_id(thread_id)
+        metadata = parse_metadata(data["metadata"]) if data.get("metadata") is not None else {}
+        messages = parse_messages(data["messages"], thread=True) if data.get("messages") is not None else []
+        self._send_json(200, self.server.store.create(thread_id, metadata, messages))
+
+    def route_threads_get(self, body: bytes, thread_id: str) -> None:
+        """``GET /v1/threads/{threadId}`` → thread object."""
+        self._send_json(200, self.server.store.get(_path_thread_id(thread_id)))
+
+    def route_threads_update(self, body: bytes, thread_id: str) -> None:
+        """``POST /v1/threads/{threadId}`` with ``{metadata}`` → updated thread object."""
+        data = self._object_body(body)
+        if "metadata" not in data:
+            raise BadRequest("metadata is required (an object of string values).")
+        metadata = parse_metadata(data["metadata"])
+        self._send_json(200, self.server.store.update(_path_thread_id(thread_id), metadata))
+
+    def route_threads_delete(self, body: bytes, thread_id: str) -> None:
+        """``DELETE /v1/threads/{threadId}`` → ``{"success": true}``."""
+        self.server.store.delete(_path_thread_id(thread_id))
+        self._send_json(200, {"success": True})
+
+    def route_messages_append(self, body: bytes, thread_id: str) -> None:
+        """``POST /v1/threads/{threadId}/messages`` with a bare array or ``{messages}``."""
+        data = self._json_body(body)
+        if isinstance(data, dict):
+            if "messages" not in data:
+                raise BadRequest("Send a JSON array of messages, or an object {\"messages\": [...]}.")
+            data = data["messages"]
+        messages = parse_messages(data, thread=True)
+        self._send_json(200, self.server.store.append(_path_thread_id(thread_id), messages))
+
+    def route_messages_list(self, body: bytes, thread_id: str) -> None:
+        """``GET /v1/threads/{threadId}/messages`` → message objects, oldest first."""
+        self._send_json(200, self.server.store.list_messages(_path_thread_id(thread_id)))
+
+
+def _path_thread_id(value: str) -> str:
+    try:
+        return check_thread_id(value)
+    except InvalidRequest:
+        raise ThreadNotFound(value) from None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError("%s is not valid JSON" % name)
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"

@@ -1,0 +1,321 @@
+"""The pacer: one thread that runs every open stream's plan over non-blocking sockets.
+
+Job: execute plans (iterators of ``Wait(seconds)`` / ``Write(bytes)`` steps, see ``pipes``)
+for thousands of sockets at once from a heap of deadlines and a ``selectors`` loop, so that a
+paced stream costs a heap entry and a file descriptor instead of a sleeping thread. It has its
+own room because it is the only part of the server that waits, and it knows nothing of HTTP,
+SSE or Langbase: it writes the bytes a plan gives it, when the plan says.
+
+Behaviour:
+- consecutive ``Write`` steps with no positive ``Wait`` between them go out in one ``send`` of at
+  most ``send_size`` bytes (zero-delay streams are coalesced; paced frames are sent one by one);
+- each connection has a bounded output buffer: while bytes a client has not read are pending,
+  its plan does not advance (back-pressure), and a client that reads nothing for
+  ``write_timeout`` seconds is dropped;
+- a client hang-up (EOF or error on read, ``EPIPE``/``ECONNRESET`` on send) ends only that stream,
+  quietly (logged at DEBUG);
+- ``stop()`` finishes every open stream at full speed (waits skipped) within a bound, then closes
+  what is left.
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time
+from typing import Callable, Deque, Dict, Iterator, List, Optional, Tuple
+
+from pipes import Wait, Write
+
+__all__ = ["Pacer"]
+
+log = logging.getLogger(__name__)
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+class _Stream:
+    __slots__ = ("sock", "plan", "out", "mask", "closed", "exhausted", "due", "blocked_since", "started")
+
+    def __init__(self, sock: socket.socket, plan: Iterator, now: float) -> None:
+        self.sock = sock
+        self.plan = plan
+        self.out = b""  # bytes sent to the socket but not yet accepted by it
+        self.mask = _READ
+        self.closed = False
+        self.exhausted = False  # the plan has no more steps
+        self.due = now  # deadline of the stream's one valid timer entry, or None
+        self.blocked_since = 0.0
+        self.started = now
+
+
+class Pacer:
+    """Run stream plans on non-blocking sockets from one thread.
+
+    Args:
+        send_size: most bytes gathered into one ``send`` from consecutive due writes.
+        write_timeout: seconds a client may leave pending output unread before it is dropped.
+        clock: monotonic time in seconds.
+
+    Thread safety: ``submit``, ``open_streams`` and ``stop`` may be called from any thread;
+    everything else runs on the pacer's own thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        send_size: int = 64 * 1024,
+        write_timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._send_size = send_size
+        self._write_timeout = write_timeout
+        self._clock = clock
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, _READ, None)
+        self._incoming: Deque[Tuple[socket.socket, Iterator]] = collections.deque()
+        self._wake_pending = False
+        self._streams: Dict[int, _Stream] = {}
+        self._heap: List[Tuple[float, int, _Stream, bool]] = []
+        self._seq = itertools.count()
+        self._stopping = False
+        self._drain_until = 0.0
+        self._thread = threading.Thread(target=self._run, name="pacer", daemon=True)
+
+    @property
+    def open_streams(self) -> int:
+        """Number of streams submitted and not yet closed."""
+        return len(self._streams) + len(self._incoming)
+
+    def start(self) -> None:
+        """Start the pacer thread."""
+        self._thread.start()
+
+    def submit(self, sock: socket.socket, plan: Iterator) -> None:
+        """Hand a connected socket and its plan to the pacer; the pacer now owns the socket.
+
+        ``plan`` yields ``pipes.Write`` and ``pipes.Wait`` steps; when it is exhausted and all
+        bytes are sent, the socket is closed. After ``stop()`` the socket is closed at once.
+        """
+        if self._stopping:
+            _close(sock)
+            return
+        self._incoming.append((sock, plan))
+        self._wake()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Finish open streams with waits skipped, for at most ``timeout`` seconds; then close
+        the rest, stop the thread and release its resources."""
+        self._drain_until = self._clock() + timeout
+        self._stopping = True
+        self._wake()
+        if self._thread.is_alive():
+            self._thread.join(timeout + 1.0)
+        if not self._thread.is_alive():
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _wake(self) -> None:
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self._wake_w.send(b"\0")
+            except (BlockingIOError, OSError):
+                pass
+
+    # --- the pacer thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:  # pragma: no cover - a bug here must be loud, not silent
+            log.exception("pacer stopped by an unexpected error")
+        finally:
+            for stream in list(self._streams.values()):
+                self._close(stream, "shutdown")
+            while self._incoming:
+                _close(self._incoming.popleft()[0])
+
+    def _loop(self) -> None:
+        heap = self._heap
+        clock = self._clock
+        draining = False
+        while True:
+            self._take_incoming()
+            if self._stopping:
+                now = clock()
+                if not draining:
+                    draining = True
+                    for stream in self._streams.values():
+                        if not stream.out:
+                            self._schedule(stream, now)
+                if not self._streams or now >= self._drain_until:
+                    return
+            if heap:
+                timeout = max(0.0, heap[0][0] - clock())
+            else:
+                timeout = None
+            if self._stopping:
+                timeout = min(timeout if timeout is not None else 0.05, 0.05)
+            for key, mask in self._selector.select(timeout):
+                stream = key.data
+                if stream is None:
+                    self._wake_pending = False
+                    try:
+                        while self._wake_r.recv(4096):
+                            pass
+                    except (BlockingIOError, OSError):
+                        pass
+                    continue
+                if mask & _READ:
+                    self._on_readable(stream)
+                if mask & _WRITE and not stream.closed:
+                    self._flush(stream)
+            now = clock()
+            while heap and heap[0][0] <= now:
+                due, _, stream, is_timeout = heapq.heappop(heap)
+                if stream.closed:
+                    continue
+                if is_timeout:
+                    if stream.out and now - stream.blocked_since >= self._write_timeout:
+                        self._close(stream, "client stopped reading")
+                    continue
+                if stream.due != due or stream.out:
+                    continue  # a stale timer
+                self._advance(stream, now)
+
+    def _take_incoming(self) -> None:
+        now = self._clock()
+        incoming = self._incoming
+        while incoming:
+            sock, plan = incoming.popleft()
+            try:
+                sock.setblocking(False)
+                stream = _Stream(sock, plan, now)
+                self._selector.register(sock, _READ, stream)
+            except (OSError, ValueError):
+                _close(sock)
+                continue
+            self._streams[sock.fileno()] = stream
+            self._schedule(stream, now)
+
+    def _schedule(self, stream: _Stream, due: float) -> None:
+        stream.due = due
+        heapq.heappush(self._heap, (due, next(self._seq), stream, False))
+
+    def _advance(self, stream: _Stream, now: float) -> None:
+        """Send every write that is due now (up to ``send_size`` bytes) and set the next timer."""
+        pieces = []
+        size = 0
+        wait = 0.0
+        plan = stream.plan
+        skip_waits = self._stopping
+        stream.due = None
+        while size < self._send_size:
+            try:
+                step = next(plan, None)
+            except Exception:
+                log.exception("a stream's plan failed; closing that stream")
+                self._close(stream, "plan error")
+                return
+            if step is None:
+                stream.exhausted = True
+                break
+            if type(step) is Write:
+                pieces.append(step.data)
+                size += len(step.data)
+            elif step.seconds > 0 and not skip_waits:
+                wait = step.seconds
+                break
+        if pieces:
+            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            if not self._send(stream, data, now):
+                return
+        if stream.out:
+            # Back-pressure: resume when the socket has taken the pending bytes.
+            stream.due = now + wait if not stream.exhausted else None
+            return
+        if stream.exhausted:
+            self._close(stream, "complete")
+        else:
+            self._schedule(stream, now + wait)
+
+    def _send(self, stream: _Stream, data: bytes, now: float) -> bool:
+        try:
+            sent = stream.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._close(stream, "client hung up (%s)" % exc.__class__.__name__)
+            return False
+        if sent < len(data):
+            stream.out = data[sent:]
+            stream.blocked_since = now
+            self._set_mask(stream, _READ | _WRITE)
+            heapq.heappush(
+                self._heap, (now + self._write_timeout, next(self._seq), stream, True)
+            )
+        return True
+
+    def _flush(self, stream: _Stream) -> None:
+        now = self._clock()
+        data = stream.out
+        stream.out = b""
+        if not self._send(stream, data, now):
+            return
+        if stream.out:
+            return
+        self._set_mask(stream, _READ)
+        if stream.exhausted:
+            self._close(stream, "complete")
+        else:
+            due = stream.due if stream.due is not None else now
+            self._schedule(stream, now if self._stopping else max(due, now))
+
+    def _on_readable(self, stream: _Stream) -> None:
+        try:
+            data = stream.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._close(stream, "client hung up (%s)" % exc.__class__.__name__)
+            return
+        if not data:
+            self._close(stream, "client hung up")
+        # Bytes a client sends mid-stream (a pipelined request) are read and dropped.
+
+    def _set_mask(self, stream: _Stream, mask: int) -> None:
+        if stream.mask != mask:
+            stream.mask = mask
+            self._selector.modify(stream.sock, mask, stream)
+
+    def _close(self, stream: _Stream, outcome: str) -> None:
+        if stream.closed:
+            return
+        stream.closed = True
+        sock = stream.sock
+        self._streams.pop(sock.fileno(), None)
+        try:
+            self._selector.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        _close(sock)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("stream closed after %.3f s: %s", self._clock() - stream.started, outcome)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass

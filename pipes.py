@@ -1,0 +1,520 @@
+"""Pipe runs: from a validated request to a reply, its chat events, and a plan of timed writes.
+
+Job (sans-I/O): choose the assistant's reply for a ``POST /v1/pipes/run`` request, turn it into
+chat events (start, text delta, tool-call delta, finish with usage), encode those events as
+Langbase/OpenAI ``chat.completion.chunk`` SSE frames, and lay the frames out as a *plan*: an
+iterator of ``Wait(seconds)`` and ``Write(bytes)`` steps that the pacer executes. Nothing here
+sleeps, touches a socket or reads the clock: ids, timestamps and the seed come in as arguments,
+so every output is reproducible byte for byte.
+
+Must not import ``http.server``, ``socket`` or ``http_handler``. Formats follow the Langbase
+API's ``POST /v1/pipes/run`` (request body, non-stream ``{completion, raw}`` body, stream of
+OpenAI chat-completion chunks ending in ``data: [DONE]``).
+
+Note: this module's name shadows the deprecated stdlib ``pipes`` module (removed in Python
+3.13) when the server runs from this folder; nothing here or in the stdlib modules we use
+imports that module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+
+from sse import DONE, dumps_compact, encode_event
+from threads import InvalidRequest, check_thread_id, parse_messages
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "SAMPLE_REPLIES",
+    "RunRequest",
+    "Reply",
+    "ToolCall",
+    "Usage",
+    "Start",
+    "TextDelta",
+    "ToolCallDelta",
+    "Finish",
+    "Wait",
+    "Write",
+    "parse_run_request",
+    "parse_replies",
+    "tokenize",
+    "choose_reply",
+    "reply_events",
+    "ChunkEncoder",
+    "stream_plan",
+    "completion_body",
+    "reply_message",
+]
+
+DEFAULT_MODEL = "gpt-4o-mini"
+
+SAMPLE_REPLIES: Tuple[str, ...] = (
+    "Hello! How can I help you today?",
+    "Sure. Here is a short answer: streaming sends the reply in small pieces, so the first "
+    "words appear while the rest is still being written.",
+    "Server-Sent Events are plain text over HTTP. Each event is one or more `data:` lines "
+    "followed by a blank line, and the stream ends with `data: [DONE]`.",
+    "Here's a quick example in Python:\n\n```python\nfor chunk in stream:\n"
+    "    print(chunk, end=\"\")\n```\n\nEach chunk carries a small delta of the text.",
+    "Good question! Three things matter:\n\n1. Keep the connection open.\n"
+    "2. Flush every event as soon as it is written.\n3. Handle a client that leaves early.",
+    "Voilà — a reply with accents (café, naïve, Zürich), CJK (你好，世界) and an emoji 🚀, "
+    "so your parser must decode UTF-8 across chunk boundaries.",
+    "I can't check the weather from here, but I can explain how to call a tool: describe it "
+    "in `tools`, and the model answers with a tool call instead of text.",
+    "Quotes \"inside\" a reply, a backslash \\ and a tab\tcharacter must survive JSON "
+    "escaping on the way to your UI.",
+)
+"""The embedded default replies; one is picked per request from the seed and the request."""
+
+_TOKEN_RE = re.compile(r"\s*(?:\w+|[^\w\s])|\s+")
+_PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
+
+
+def tokenize(text: str) -> List[str]:
+    """Split ``text`` into word and punctuation pieces, the way a model's tokenizer would.
+
+    Each piece is a run of leading whitespace plus one word (letters, digits, ``_``) or one
+    other character; trailing whitespace is its own piece. ``"".join(tokenize(t)) == t``
+    always holds, so the joined stream deltas equal the reply exactly.
+    """
+    return _TOKEN_RE.findall(text)
+
+
+class Usage(NamedTuple):
+    """Token counts (OpenAI ``usage``): ``prompt_tokens``, ``completion_tokens`` (ints)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict:
+        """``{"prompt_tokens", "completion_tokens", "total_tokens"}``."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+class ToolCall(NamedTuple):
+    """One function call of a reply: ``id`` (``call_…``), ``name``, ``arguments`` (JSON text)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+class Reply(NamedTuple):
+    """The assistant's answer to one run.
+
+    Exactly one of ``text`` (a string) or ``tool_calls`` (non-empty tuple of ``ToolCall``) is
+    set; ``finish_reason`` is ``"stop"`` for text and ``"tool_calls"`` for tool calls.
+    ``usage`` counts prompt tokens from the request and one completion token per streamed piece.
+    """
+
+    text: Optional[str]
+    tool_calls: Tuple[ToolCall, ...]
+    finish_reason: str
+    usage: Usage
+
+
+class RunRequest(NamedTuple):
+    """A validated ``POST /v1/pipes/run`` body.
+
+    Fields: ``messages`` (list of message dicts from ``threads.parse_messages``),
+    ``variables`` (``{name: value}``, both str), ``thread_id`` (str or None, from ``threadId``
+    or ``thread_id``), ``stream`` (bool), ``tools`` (list of OpenAI function tool dicts),
+    ``tool_choice`` (``"auto"``, ``"required"``, ``"none"``, a function name, or None).
+    """
+
+    messages: List[dict]
+    variables: Dict[str, str]
+    thread_id: Optional[str]
+    stream: bool
+    tools: List[dict]
+    tool_choice: Optional[str]
+
+
+# --- events (one model for every wire format) -------------------------------------------
+
+
+class Start(NamedTuple):
+    """The reply begins: the assistant role. ``content`` is ``""`` for text, None for tools."""
+
+    content: Optional[str]
+
+
+class TextDelta(NamedTuple):
+    """A piece of reply text (OpenAI ``delta.content``)."""
+
+    content: str
+
+
+class ToolCallDelta(NamedTuple):
+    """A piece of a tool call (OpenAI ``delta.tool_calls[i]``).
+
+    ``index`` is always set; ``id`` and ``name`` only on a call's first piece (else None);
+    ``arguments`` is a fragment of the JSON arguments text, concatenated by clients.
+    """
+
+    index: int
+    id: Optional[str]
+    name: Optional[str]
+    arguments: str
+
+
+class Finish(NamedTuple):
+    """The reply ends: ``finish_reason`` (``"stop"``/``"tool_calls"``) and ``usage``."""
+
+    finish_reason: str
+    usage: Usage
+
+
+Event = Union[Start, TextDelta, ToolCallDelta, Finish]
+
+
+# --- plan steps ---------------------------------------------------------------------------
+
+
+class Wait(NamedTuple):
+    """Plan step: wait ``seconds`` (float) before the next step."""
+
+    seconds: float
+
+
+class Write(NamedTuple):
+    """Plan step: write ``data`` (bytes) to the response body."""
+
+    data: bytes
+
+
+Step = Union[Wait, Write]
+
+
+# --- request parsing ----------------------------------------------------------------------
+
+
+def _parse_variables(value: Any) -> Dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        pairs = list(value.items())
+        label = "variables.%s"
+    elif isinstance(value, list):
+        pairs = []
+        for i, item in enumerate(value):
+            where = "variables[%d]" % i
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise InvalidRequest(
+                    "%s must be an object {\"name\": string, \"value\": string}" % where, where
+                )
+            pairs.append((item["name"], item.get("value")))
+        label = "variables[name=%s].value"
+    else:
+        raise InvalidRequest(
+            "variables must be an array of {name, value} objects or an object of strings",
+            "variables",
+        )
+    out = {}
+    for name, item in pairs:
+        if not isinstance(item, str):
+            raise InvalidRequest("%s must be a string" % (label % name), "variables")
+        out[name] = item
+    return out
+
+
+def _parse_tools(value: Any) -> List[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidRequest("tools must be an array of function tools", "tools")
+    for i, tool in enumerate(value):
+        where = "tools[%d]" % i
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if (
+            not isinstance(tool, dict)
+            or tool.get("type", "function") != "function"
+            or not isinstance(fn, dict)
+            or not isinstance(fn.get("name"), str)
+            or not fn["name"]
+        ):
+            raise InvalidRequest(
+                "%s must be {\"type\": \"function\", \"function\": {\"name\": string, ...}}"
+                % where,
+                where,
+            )
+        if fn.get("parameters") is not None and not isinstance(fn["parameters"], dict):
+            raise InvalidRequest("%s.function.parameters must be an object" % where, where)
+    return json.loads(json.dumps(value))
+
+
+def _parse_tool_choice(value: Any, tools: List[dict]) -> Optional[str]:
+    if value is None or value in ("auto", "required", "none"):
+        return value
+    if isinstance(value, dict):
+        fn = value.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if isinstance(name, str) and any(t["function"]["name"] == name for t in tools):
+            return name
+    raise InvalidRequest(
+        "tool_choice must be \"auto\", \"required\", \"none\" or "
+        "{\"type\": \"function\", \"function\": {\"name\": <a name in tools>}}",
+        "tool_choice",
+    )
+
+
+def parse_run_request(body: Any) -> RunRequest:
+    """Validate a ``POST /v1/pipes/run`` JSON body and return a ``RunRequest``.
+
+    ``messages`` is required unless ``variables`` is given (an empty array is allowed, as the
+    Python SDK sends by default). ``threadId`` and ``thread_id`` are both accepted (the Python
+    SDK sends the latter); ``stream`` must be a boolean when present; unknown keys are ignored.
+
+    Raises:
+        InvalidRequest: naming the first bad field.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    if "messages" not in body and "variables" not in body:
+        raise InvalidRequest("messages is required (an array of message objects)", "messages")
+    messages = parse_messages(body.get("messages", []))
+    variables = _parse_variables(body.get("variables"))
+    thread_id = None
+    for key in ("threadId", "thread_id"):
+        if body.get(key) is not None:
+            thread_id = check_thread_id(body[key], key)
+            break
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream must be a boolean", "stream")
+    tools = _parse_tools(body.get("tools"))
+    tool_choice = _parse_tool_choice(body.get("tool_choice"), tools)
+    return RunRequest(messages, variables, thread_id, stream, tools, tool_choice)
+
+
+def parse_replies(value: Any) -> Tuple[str, ...]:
+    """Validate a replies file's content: a non-empty JSON array of non-empty strings.
+
+    Raises:
+        ValueError: with a sentence saying what is wrong.
+    """
+    if not isinstance(value, list) or not value:
+        raise ValueError("a replies file must hold a non-empty JSON array of strings")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise ValueError("reply %d must be a non-empty string" % i)
+    return tuple(value)
+
+
+# --- choosing the reply -------------------------------------------------------------------
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p.get("text"), str))
+    return ""
+
+
+def _sample_value(schema: Any, rng: random.Random, depth: int = 0) -> Any:
+    if not isinstance(schema, dict) or depth > 4:
+        return "example"
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "integer":
+        return rng.randint(1, 100)
+    if kind == "number":
+        return round(rng.uniform(1, 100), 1)
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return [_sample_value(schema.get("items"), rng, depth + 1)]
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties")
+        if not isinstance(props, dict):
+            return {}
+        return {k: _sample_value(v, rng, depth + 1) for k, v in props.items()}
+    return "example"
+
+
+def _seeded_random(seed: int, request: RunRequest) -> random.Random:
+    material = dumps_compact(
+        [request.messages, request.variables, request.tools, request.tool_choice]
+    ).encode("utf-8")
+    digest = hashlib.sha256(material).hexdigest()
+    return random.Random("%d:%s" % (seed, digest))
+
+
+def choose_reply(request: RunRequest, replies: Sequence[str], seed: int) -> Reply:
+    """Pick the reply for ``request``, deterministically from ``seed`` and the request.
+
+    Text: one of ``replies``, with ``{{name}}`` placeholders replaced by ``request.variables``
+    (unknown names are left as written). Tool call instead of text when the request has
+    ``tools``, ``tool_choice`` is not ``"none"`` and the last message is not a ``tool`` result:
+    the tool named by ``tool_choice``, else one picked by the seed, with arguments built from
+    its JSON-schema ``parameters`` (enum → first value, string → ``"example"``, numbers and
+    booleans → sample values).
+
+    Usage: ``prompt_tokens`` = pieces (``tokenize``) in every message's text;
+    ``completion_tokens`` = streamed pieces of the reply (text pieces, or argument pieces).
+    """
+    rng = _seeded_random(seed, request)
+    prompt_tokens = sum(len(tokenize(_text_of(m["content"]))) for m in request.messages)
+    last_role = request.messages[-1]["role"] if request.messages else None
+    if request.tools and request.tool_choice != "none" and last_role != "tool":
+        if request.tool_choice not in (None, "auto", "required"):
+            tool = next(t for t in request.tools if t["function"]["name"] == request.tool_choice)
+        else:
+            tool = rng.choice(request.tools)
+        fn = tool["function"]
+        arguments = dumps_compact(_sample_value(fn.get("parameters") or {}, rng))
+        call = ToolCall("call_%024x" % rng.getrandbits(96), fn["name"], arguments)
+        return Reply(None, (call,), "tool_calls", Usage(prompt_tokens, len(tokenize(arguments))))
+    text = rng.choice(list(replies))
+    if request.variables:
+        text = _PLACEHOLDER_RE.sub(
+            lambda m: request.variables.get(m.group(1), m.group(0)), text
+        )
+    return Reply(text, (), "stop", Usage(prompt_tokens, len(tokenize(text))))
+
+
+def reply_message(reply: Reply) -> dict:
+    """The reply as an assistant message dict in ``threads.parse_messages`` output shape."""
+    return {
+        "role": "assistant",
+        "content": reply.text,
+        "name": None,
+        "tool_call_id": None,
+        "tool_calls": [_tool_call_object(c) for c in reply.tool_calls],
+        "attachments": [],
+        "metadata": {},
+    }
+
+
+def _tool_call_object(call: ToolCall) -> dict:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+def reply_events(reply: Reply) -> Iterator[Event]:
+    """Yield the reply's chat events, lazily: ``Start``, then one ``TextDelta`` per text piece
+    (or ``ToolCallDelta`` pieces: the first names the call, the rest carry argument pieces),
+    then ``Finish`` with the reply's usage."""
+    if reply.text is not None:
+        yield Start("")
+        for piece in tokenize(reply.text):
+            yield TextDelta(piece)
+    else:
+        yield Start(None)
+        for index, call in enumerate(reply.tool_calls):
+            yield ToolCallDelta(index, call.id, call.name, "")
+            for piece in tokenize(call.arguments):
+                yield ToolCallDelta(index, None, None, piece)
+    yield Finish(reply.finish_reason, reply.usage)
+
+
+# --- encoding -----------------------------------------------------------------------------
+
+
+class ChunkEncoder:
+    """Encode chat events as Langbase ``POST /v1/pipes/run`` SSE frames.
+
+    Each frame is one ``data: <chat.completion.chunk JSON>\\n\\n`` event with the same ``id``,
+    ``created`` (int, Unix seconds) and ``model`` on every chunk; ``Start`` gives
+    ``delta: {"role": "assistant", "content": ""}``; ``Finish`` gives ``delta: {}`` with the
+    ``finish_reason`` and ``usage`` beside ``choices`` (where the Python SDK's typed runner
+    reads it). The constant parts of a text chunk are encoded once, so a ``TextDelta`` costs
+    one JSON string encode; the bytes equal a full ``dumps_compact`` of the chunk.
+    """
+
+    def __init__(self, completion_id: str, created: int, model: str) -> None:
+        self._head = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "system_fingerprint": None,
+        }
+        prefix, suffix = dumps_compact(self._chunk({"content": ""}, None)).split('""', 1)
+        self._text_prefix = ("data: " + prefix).encode("utf-8")
+        self._text_suffix = (suffix + "\n\n").encode("utf-8")
+
+    def _chunk(self, delta: dict, finish_reason: Optional[str]) -> dict:
+        chunk = dict(self._head)
+        chunk["choices"] = [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        ]
+        return chunk
+
+    def encode(self, event: Event) -> bytes:
+        """Return the SSE frame (bytes) for one event."""
+        if type(event) is TextDelta:
+            return self._text_prefix + dumps_compact(event.content).encode("utf-8") + self._text_suffix
+        if type(event) is Start:
+            chunk = self._chunk({"role": "assistant", "content": event.content}, None)
+        elif type(event) is ToolCallDelta:
+            call: Dict[str, Any] = {"index": event.index}
+            if event.id is not None:
+                call["id"] = event.id
+                call["type"] = "function"
+                call["function"] = {"name": event.name, "arguments": event.arguments}
+            else:
+                call["function"] = {"arguments": event.arguments}
+            chunk = self._chunk({"tool_calls": [call]}, None)
+        elif type(event) is Finish:
+            chunk = self._chunk({}, event.finish_reason)
+            chunk["usage"] = event.usage.as_dict()
+        else:
+            raise TypeError("not a chat event: %r" % (event,))
+        return encode_event(dumps_compact(chunk))
+
+    def completion(self, reply: Reply) -> dict:
+        """The OpenAI ``chat.completion`` object for a whole reply (non-stream ``raw``)."""
+        message: Dict[str, Any] = {"role": "assistant", "content": reply.text}
+        if reply.tool_calls:
+            message["tool_calls"] = [_tool_call_object(c) for c in reply.tool_calls]
+        out = dict(self._head)
+        out["object"] = "chat.completion"
+        out["choices"] = [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
+        ]
+        out["usage"] = reply.usage.as_dict()
+        return out
+
+
+def stream_plan(events: Iterator[Event], encoder: ChunkEncoder, delay: float) -> Iterator[Step]:
+    """Lay out a stream as plan steps, lazily (one frame is encoded only when it is due).
+
+    The first frame is written at once; every later frame is preceded by ``Wait(delay)``
+    (seconds; none when ``delay`` is 0); ``data: [DONE]`` follows the finish frame with no
+    wait. Steps: ``Write(bytes)`` with one SSE frame each, ``Wait(seconds)``.
+    """
+    first = True
+    for event in events:
+        if not first and delay > 0:
+            yield Wait(delay)
+        first = False
+        yield Write(encoder.encode(event))
+    yield Write(DONE)
+
+
+def completion_body(reply: Reply, encoder: ChunkEncoder) -> dict:
+    """The non-stream ``POST /v1/pipes/run`` body: ``{"completion": str, "raw": chat.completion}``.
+
+    ``completion`` is the reply text, or ``""`` for a tool-call reply (as Langbase sends).
+    """
+    return {"completion": reply.text or "", "raw": encoder.completion(reply)}

@@ -1,0 +1,379 @@
+"""The thread and message store, and the validation of message objects.
+
+Job: keep Langbase threads and their messages in memory, safely for many handler threads at
+once, with the object shapes of the Langbase Threads API (thread object and message object,
+timestamps in Unix seconds). It knows nothing about HTTP: it raises the domain errors below and
+the HTTP layer maps them to statuses. It must not import ``http.server`` or any other module of
+this project.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, List, Optional
+
+__all__ = [
+    "ROLES",
+    "InvalidRequest",
+    "ThreadNotFound",
+    "ThreadExists",
+    "StoreFull",
+    "ThreadStore",
+    "parse_messages",
+    "parse_metadata",
+    "check_thread_id",
+]
+
+ROLES = ("system", "user", "assistant", "tool")
+"""Message roles the Langbase API accepts."""
+
+THREAD_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+"""Allowed thread ids: 1-128 characters of letters, digits and ``_ . : -``.
+
+Covers UUIDs and ``thread_…`` ids; excludes anything that could break a header line, since the
+id is echoed in the ``lb-thread-id`` response header."""
+
+
+class InvalidRequest(ValueError):
+    """A request field has the wrong type or value.
+
+    Attributes:
+        message: a sentence naming the field (``param``) and what is allowed.
+        param: the field's path in the request body, e.g. ``"messages[1].role"``.
+    """
+
+    def __init__(self, message: str, param: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ThreadNotFound(LookupError):
+    """No thread has this id. ``thread_id`` holds the id asked for."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__("thread %r not found" % thread_id)
+        self.thread_id = thread_id
+
+
+class ThreadExists(ValueError):
+    """A thread with this id already exists (create with a duplicate ``threadId``)."""
+
+    def __init__(self, thread_id: str) -> None:
+        super().__init__("thread %r already exists" % thread_id)
+        self.thread_id = thread_id
+
+
+class StoreFull(RuntimeError):
+    """A store bound (threads, or messages per thread) would be exceeded; nothing was written."""
+
+
+def check_thread_id(value: Any, param: str = "threadId") -> str:
+    """Return ``value`` if it is an acceptable thread id (see ``THREAD_ID_RE``).
+
+    Raises:
+        InvalidRequest: if it is not a string or does not match.
+    """
+    if not isinstance(value, str):
+        raise InvalidRequest("%s must be a string" % param, param)
+    if not THREAD_ID_RE.fullmatch(value):
+        raise InvalidRequest(
+            "%s must be 1-128 characters of letters, digits, '_', '.', ':' or '-', "
+            "starting with a letter or digit" % param,
+            param,
+        )
+    return value
+
+
+def parse_metadata(value: Any, param: str = "metadata") -> Dict[str, str]:
+    """Validate a metadata map: an object whose values are strings (Langbase ``metadata``).
+
+    Returns a new ``dict``. Raises ``InvalidRequest`` naming ``param`` otherwise.
+    """
+    if not isinstance(value, dict):
+        raise InvalidRequest("%s must be an object of string values" % param, param)
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise InvalidRequest("%s.%s must be a string" % (param, key), "%s.%s" % (param, key))
+    return dict(value)
+
+
+def _parse_content(value: Any, param: str) -> Any:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        for i, part in enumerate(value):
+            where = "%s[%d]" % (param, i)
+            if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                raise InvalidRequest(
+                    "%s must be a content part object with a string 'type'" % where, where
+                )
+            if "text" in part and not isinstance(part["text"], str):
+                raise InvalidRequest("%s.text must be a string" % where, where + ".text")
+        return copy.deepcopy(value)
+    raise InvalidRequest(
+        "%s must be a string, an array of content parts, or null" % param, param
+    )
+
+
+def parse_messages(value: Any, param: str = "messages", thread: bool = False) -> List[dict]:
+    """Validate a list of Langbase message objects (``langbase-api`` Message / ThreadMessage).
+
+    Each message: ``role`` (one of ``ROLES``, required), ``content`` (string, content-part
+    array or null; required unless the message has ``tool_calls``), optional ``name`` and
+    ``tool_call_id`` (strings), ``tool_calls`` (array of objects); with ``thread=True`` also
+    ``attachments`` (array) and ``metadata`` (string map). Unknown keys are ignored.
+
+    Returns new dicts holding only the known keys, with absent optional keys filled:
+    ``{"role", "content", "name", "tool_call_id", "tool_calls", "attachments", "metadata"}``.
+
+    Raises:
+        InvalidRequest: naming the first bad field, e.g. ``messages[2].role``.
+    """
+    if not isinstance(value, list):
+        raise InvalidRequest("%s must be an array of message objects" % param, param)
+    out = []
+    for i, msg in enumerate(value):
+        where = "%s[%d]" % (param, i)
+        if not isinstance(msg, dict):
+            raise InvalidRequest("%s must be an object" % where, where)
+        role = msg.get("role")
+        if role not in ROLES:
+            raise InvalidRequest(
+                "%s.role must be one of %s" % (where, ", ".join(ROLES)), where + ".role"
+            )
+        tool_calls = msg.get("tool_calls")
+        if tool_calls is not None and (
+            not isinstance(tool_calls, list) or not all(isinstance(t, dict) for t in tool_calls)
+        ):
+            raise InvalidRequest("%s.tool_calls must be an array of objects" % where, where + ".tool_calls")
+        if "content" not in msg and not tool_calls:
+            raise InvalidRequest("%s.content is required" % where, where + ".content")
+        content = _parse_content(msg.get("content"), where + ".content")
+        for key in ("name", "tool_call_id"):
+            if msg.get(key) is not None and not isinstance(msg[key], str):
+                raise InvalidRequest("%s.%s must be a string" % (where, key), "%s.%s" % (where, key))
+        attachments: list = []
+        metadata: Dict[str, str] = {}
+        if thread:
+            if msg.get("attachments") is not None:
+                if not isinstance(msg["attachments"], list):
+                    raise InvalidRequest(
+                        "%s.attachments must be an array" % where, where + ".attachments"
+                    )
+                attachments = copy.deepcopy(msg["attachments"])
+            if msg.get("metadata") is not None:
+                metadata = parse_metadata(msg["metadata"], where + ".metadata")
+        out.append(
+            {
+                "role": role,
+                "content": content,
+                "name": msg.get("name"),
+                "tool_call_id": msg.get("tool_call_id"),
+                "tool_calls": copy.deepcopy(tool_calls) if tool_calls else [],
+                "attachments": attachments,
+                "metadata": metadata,
+            }
+        )
+    return out
+
+
+class _Thread:
+    __slots__ = ("id", "created_at", "metadata", "messages")
+
+    def __init__(self, thread_id: str, created_at: int, metadata: Dict[str, str]) -> None:
+        self.id = thread_id
+        self.created_at = created_at
+        self.metadata = metadata
+        self.messages: List[dict] = []
+
+    def as_object(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "thread",
+            "created_at": self.created_at,
+            "metadata": dict(self.metadata),
+        }
+
+
+class ThreadStore:
+    """In-memory Langbase threads and messages.
+
+    Thread object (Langbase Threads API): ``{"id": str, "object": "thread",
+    "created_at": int seconds, "metadata": {str: str}}``. Message object: ``{"id": "msg_…",
+    "created_at": int seconds, "thread_id": str, "role": str, "content": str|list|None,
+    "name": str|None, "tool_call_id": str|None, "tool_calls": list, "attachments": list,
+    "metadata": dict}``.
+
+    Thread safety: every public method takes one lock once, so each call is atomic (an append
+    of several messages is never interleaved with another append to the same thread); values
+    passed in and returned are copies, so callers can never change stored data by accident.
+
+    Bounds: at most ``max_threads`` threads and ``max_messages`` messages per thread; a call
+    that would exceed either raises ``StoreFull`` and writes nothing.
+
+    Args:
+        clock: returns the current time in seconds (float); stored as ``int`` seconds.
+        new_id: returns a fresh UUID string, used for thread ids and (hex, ``msg_`` prefix)
+            message ids.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        max_threads: int = 100_000,
+        max_messages: int = 10_000,
+    ) -> None:
+        self._clock = clock
+        self._new_id = new_id
+        self._max_threads = max_threads
+        self._max_messages = max_messages
+        self._lock = threading.Lock()
+        self._threads: Dict[str, _Thread] = {}
+
+    def __len__(self) -> int:
+        """Number of threads stored."""
+        with self._lock:
+            return len(self._threads)
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _new_thread(self, thread_id: Optional[str], metadata: Dict[str, str]) -> _Thread:
+        # Caller holds the lock.
+        if len(self._threads) >= self._max_threads:
+            raise StoreFull(
+                "the thread store is full (%d threads); delete threads or restart the server "
+                "with a larger --max-threads" % self._max_threads
+            )
+        thread = _Thread(thread_id or self._new_id(), self._now(), dict(metadata))
+        self._threads[thread.id] = thread
+        return thread
+
+    def _append(self, thread: _Thread, messages: List[dict]) -> List[dict]:
+        # Caller holds the lock and has checked the bound.
+        now = self._now()
+        created = []
+        for msg in messages:
+            stored = copy.deepcopy(msg)
+            stored["id"] = "msg_" + self._new_id().replace("-", "")
+            stored["created_at"] = now
+            stored["thread_id"] = thread.id
+            ordered = {k: stored[k] for k in _MESSAGE_KEYS}
+            thread.messages.append(ordered)
+            created.append(copy.deepcopy(ordered))
+        return created
+
+    def _check_room(self, thread: Optional[_Thread], count: int) -> None:
+        have = len(thread.messages) if thread else 0
+        if have + count > self._max_messages:
+            raise StoreFull(
+                "thread would exceed %d messages; start a new thread or restart the server "
+                "with a larger --max-messages" % self._max_messages
+            )
+
+    def create(
+        self,
+        thread_id: Optional[str] = None,
+        metadata: Optional[Dict[str, str]] = None,
+        messages: Optional[List[dict]] = None,
+    ) -> dict:
+        """Create a thread (``POST /v1/threads``) and store ``messages`` in it.
+
+        ``messages`` are dicts as returned by ``parse_messages``. Returns the thread object.
+
+        Raises:
+            ThreadExists: ``thread_id`` is taken.
+            StoreFull: a bound would be exceeded.
+        """
+        with self._lock:
+            if thread_id is not None and thread_id in self._threads:
+                raise ThreadExists(thread_id)
+            self._check_room(None, len(messages or ()))
+            thread = self._new_thread(thread_id, metadata or {})
+            self._append(thread, messages or [])
+            return thread.as_object()
+
+    def get(self, thread_id: str) -> dict:
+        """Return the thread object. Raises ``ThreadNotFound``."""
+        with self._lock:
+            return self._get(thread_id).as_object()
+
+    def _get(self, thread_id: str) -> _Thread:
+        thread = self._threads.get(thread_id)
+        if thread is None:
+            raise ThreadNotFound(thread_id)
+        return thread
+
+    def update(self, thread_id: str, metadata: Dict[str, str]) -> dict:
+        """Merge ``metadata`` into the thread's (keys added or overwritten, others kept).
+
+        Returns the updated thread object. Raises ``ThreadNotFound``.
+        """
+        with self._lock:
+            thread = self._get(thread_id)
+            thread.metadata.update(metadata)
+            return thread.as_object()
+
+    def delete(self, thread_id: str) -> None:
+        """Delete the thread and its messages. Raises ``ThreadNotFound``."""
+        with self._lock:
+            self._get(thread_id)
+            del self._threads[thread_id]
+
+    def append(self, thread_id: str, messages: List[dict]) -> List[dict]:
+        """Append ``messages`` (from ``parse_messages``) to an existing thread, in order.
+
+        Returns the created message objects. Raises ``ThreadNotFound`` or ``StoreFull``.
+        """
+        with self._lock:
+            thread = self._get(thread_id)
+            self._check_room(thread, len(messages))
+            return self._append(thread, messages)
+
+    def list_messages(self, thread_id: str) -> List[dict]:
+        """Return the thread's message objects, oldest first. Raises ``ThreadNotFound``."""
+        with self._lock:
+            return copy.deepcopy(self._get(thread_id).messages)
+
+    def record_run(
+        self, thread_id: Optional[str], messages: List[dict], create_missing: bool
+    ) -> str:
+        """Store a pipe run's messages (request messages, then the reply) in one atomic step.
+
+        ``thread_id`` ``None`` creates a new thread with a fresh id; an unknown id is created
+        under that id when ``create_missing`` is true. Returns the thread id.
+
+        Raises:
+            ThreadNotFound: the id is unknown and ``create_missing`` is false.
+            StoreFull: a bound would be exceeded; nothing is stored.
+        """
+        with self._lock:
+            thread = self._threads.get(thread_id) if thread_id is not None else None
+            if thread is None and thread_id is not None and not create_missing:
+                raise ThreadNotFound(thread_id)
+            self._check_room(thread, len(messages))
+            if thread is None:
+                thread = self._new_thread(thread_id, {})
+            self._append(thread, messages)
+            return thread.id
+
+
+_MESSAGE_KEYS = (
+    "id",
+    "created_at",
+    "thread_id",
+    "role",
+    "content",
+    "name",
+    "tool_call_id",
+    "tool_calls",
+    "attachments",
+    "metadata",
+)
