@@ -290,6 +290,8 @@ class Handler(BaseHTTPRequestHandler):
         error = ApiError(message or explain or name.replace("_", " ").capitalize())
         error.status, error.code = code, name
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # an unparsable request line: still send headers
         self._send_api_error(error)
 
     def do_GET(self) -> None:

@@ -225,9 +225,10 @@ class Pacer:
             try:
                 step = next(plan, None)
             except Exception:
-                log.exception("a stream's plan failed; closing that stream")
-                self._close(stream, "plan error")
-                return
+                # Send what was already due, then end the stream without its remaining steps.
+                log.exception("a stream's plan failed; ending that stream")
+                stream.exhausted = True
+                break
             if step is None:
                 stream.exhausted = True
                 break

@@ -1,0 +1,129 @@
+"""Configuration, banner, and the real process: startup, hang-ups, SIGTERM."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import unittest
+
+from tests import support
+from tests.support import ResponseReader, request_bytes
+import main
+import pipes
+
+
+class ParseArgsTest(unittest.TestCase):
+    def test_defaults(self):
+        s = main.parse_args([], env={})
+        self.assertEqual((s.host, s.port, s.delay, s.seed), ("127.0.0.1", 8000, 0.05, 0))
+        self.assertEqual(s.replies, pipes.SAMPLE_REPLIES)
+        self.assertEqual(s.cors_origins, ("*",))
+        self.assertIsNone(s.api_key)
+        self.assertFalse(s.strict_threads)
+
+    def test_environment_fallbacks_and_command_line_wins(self):
+        env = {"PORT": "9001", "HOST": "0.0.0.0", "LB_MOCK_DELAY": "1.0", "LB_MOCK_STRICT_THREADS": "1",
+               "LB_MOCK_API_KEY": "k", "LB_MOCK_CORS_ORIGINS": "http://a.test, http://b.test"}
+        s = main.parse_args([], env=env)
+        self.assertEqual((s.port, s.host, s.delay, s.strict_threads, s.api_key),
+                         (9001, "0.0.0.0", 1.0, True, "k"))
+        self.assertEqual(s.cors_origins, ("http://a.test", "http://b.test"))
+        cli = main.parse_args(["--port", "0", "--delay", "0"], env=env)
+        self.assertEqual((cli.port, cli.delay), (0, 0.0))
+
+    def test_replies_file_loaded(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(["One.", "Two {{x}}."], f)
+        self.addCleanup(os.unlink, f.name)
+        self.assertEqual(main.parse_args(["--replies", f.name], env={}).replies, ("One.", "Two {{x}}."))
+        self.assertEqual(main.parse_args([], env={"LB_MOCK_REPLIES": f.name}).replies, ("One.", "Two {{x}}."))
+
+    def test_bad_values_exit_2_with_message(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            f.write("[1, 2]")
+        self.addCleanup(os.unlink, f.name)
+        for argv in (["--port", "70000"], ["--delay", "-1"], ["--delay", "nan"], ["--workers", "0"],
+                     ["--replies", f.name], ["--replies", "/nonexistent.json"], ["--log-level", "loud"]):
+            with self.subTest(argv=argv):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as ctx:
+                    main.parse_args(argv, env={})
+                self.assertEqual(ctx.exception.code, 2)
+                self.assertIn("error:", err.getvalue())
+
+    def test_help_names_every_option(self):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
+            main.parse_args(["--help"], env={})
+        for flag in ("--host", "--port", "--delay", "--seed", "--replies", "--strict-threads", "--api-key",
+                     "--cors-origins", "--max-body-bytes", "--log-level", "--workers"):
+            self.assertIn(flag, out.getvalue())
+
+
+class BannerTest(unittest.TestCase):
+    def test_banner_has_url_and_curl_line(self):
+        with support.RunningServer() as s:
+            text = main.banner(s.server)
+        self.assertIn("listening on http://127.0.0.1:%d" % s.port, text)
+        self.assertIn("curl -N http://127.0.0.1:%d/v1/pipes/run" % s.port, text)
+
+
+class ProcessTest(unittest.TestCase):
+    """The real command: ``python3 main.py --port 0``."""
+
+    def start(self, *args):
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(support.ROOT, "main.py"), "--port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(proc.stderr.close)
+        first = proc.stdout.readline()
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", first)
+        self.assertTrue(match, first)
+        return proc, int(match.group(1))
+
+    def test_hang_ups_leave_stderr_empty_and_sigterm_finishes_open_stream(self):
+        proc, port = self.start("--log-level", "warning", "--delay", "0.5")
+        body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "Hello"}]}).encode()
+        # A client that leaves mid-stream, with FIN and with RST.
+        for linger in (False, True):
+            sock = support.connect(port)
+            if linger:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.sendall(request_bytes("POST", "/v1/pipes/run", body))
+            self.assertTrue(sock.recv(100))
+            sock.close()
+        self.assertEqual(support.call(port, "GET", "/health").status, 200)
+        # SIGTERM while a slow stream is open: the stream is finished, then the process exits 0.
+        with support.connect(port) as sock:
+            sock.sendall(request_bytes("POST", "/v1/pipes/run", body))
+            reader = ResponseReader(sock)
+            self.assertEqual(reader.read(head_only=True).status, 200)
+            proc.send_signal(signal.SIGTERM)
+            rest = reader.buf + support.read_all(sock)
+        self.assertTrue(rest.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"), rest[-80:])
+        self.assertEqual(proc.wait(support.TIMEOUT), 0)
+        self.assertEqual(proc.stderr.read(), "")
+
+    def test_port_in_use_is_a_clear_error(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            proc = subprocess.run([sys.executable, os.path.join(support.ROOT, "main.py"), "--port", str(port)],
+                                  capture_output=True, text=True, timeout=support.TIMEOUT)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % port, proc.stderr)
+        self.assertIn("--port 0", proc.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()

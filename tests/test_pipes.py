@@ -1,0 +1,250 @@
+"""Sans-I/O tests of pipes.py: reply choice, events, chunk encoding and plans (no sockets)."""
+
+import json
+import unittest
+
+from tests import support  # noqa: F401  (puts the project root on sys.path)
+import pipes
+from pipes import (
+    ChunkEncoder, Finish, Start, TextDelta, ToolCallDelta, Usage, Wait, Write,
+    choose_reply, completion_body, parse_replies, parse_run_request, reply_events,
+    stream_plan, tokenize,
+)
+from sse import dumps_compact
+from threads import InvalidRequest
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                "days": {"type": "integer"},
+            },
+            "required": ["location"],
+        },
+    },
+}
+
+
+def run_request(**body):
+    body.setdefault("messages", [{"role": "user", "content": "Hello"}])
+    return parse_run_request(body)
+
+
+class TokenizeTest(unittest.TestCase):
+    def test_tokenize_words_and_punctuation_keep_whitespace(self):
+        self.assertEqual(tokenize("Hello! How are you?"), ["Hello", "!", " How", " are", " you", "?"])
+
+    def test_tokenize_join_equals_text_for_every_sample(self):
+        extra = ["", "  ", "a  ", "\n\nx\t", "caf\u00e9 \U0001f680!", "x\u2028y"]
+        for text in pipes.SAMPLE_REPLIES + tuple(extra):
+            with self.subTest(text=text):
+                self.assertEqual("".join(tokenize(text)), text)
+
+
+class ParseRunRequestTest(unittest.TestCase):
+    def test_parse_run_request_accepts_thread_id_spellings(self):
+        self.assertEqual(run_request(threadId="t1").thread_id, "t1")
+        self.assertEqual(run_request(thread_id="t2").thread_id, "t2")
+
+    def test_parse_run_request_variables_array_or_object(self):
+        self.assertEqual(run_request(variables=[{"name": "a", "value": "1"}]).variables, {"a": "1"})
+        self.assertEqual(run_request(variables={"a": "1"}).variables, {"a": "1"})
+
+    def test_parse_run_request_messages_optional_with_variables(self):
+        self.assertEqual(parse_run_request({"variables": {"a": "b"}}).messages, [])
+
+    def test_parse_run_request_unknown_keys_ignored(self):
+        self.assertFalse(run_request(name="my-pipe", api_key="k", raw_response=True, stream=None).stream)
+
+    def test_parse_run_request_invalid_bodies_name_the_field(self):
+        cases = [
+            ([], None),
+            ({}, "messages"),
+            ({"messages": "hi"}, "messages"),
+            ({"messages": ["hi"]}, "messages[0]"),
+            ({"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+            ({"messages": [{"role": "user"}]}, "messages[0].content"),
+            ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+            ({"messages": [{"role": "user", "content": [{"text": "x"}]}]}, "messages[0].content[0]"),
+            ({"messages": [{"role": "tool", "content": "x", "tool_call_id": 3}]}, "messages[0].tool_call_id"),
+            ({"messages": [], "stream": "yes"}, "stream"),
+            ({"messages": [], "threadId": 42}, "threadId"),
+            ({"messages": [], "threadId": "a\r\nSet-Cookie: x=1"}, "threadId"),
+            ({"messages": [], "threadId": ""}, "threadId"),
+            ({"messages": [], "variables": "x"}, "variables"),
+            ({"messages": [], "variables": [{"name": "a", "value": 1}]}, "variables"),
+            ({"messages": [], "variables": {"a": None}}, "variables"),
+            ({"messages": [], "tools": [{"type": "function"}]}, "tools[0]"),
+            ({"messages": [], "tools": "x"}, "tools"),
+            ({"messages": [], "tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
+        ]
+        for body, param in cases:
+            with self.subTest(body=body):
+                with self.assertRaises(InvalidRequest) as ctx:
+                    parse_run_request(body)
+                self.assertEqual(ctx.exception.param, param)
+
+    def test_parse_replies_rejects_empty_and_non_strings(self):
+        self.assertEqual(parse_replies(["a"]), ("a",))
+        for bad in ([], {}, [""], ["a", 1], "a"):
+            with self.subTest(bad=bad), self.assertRaises(ValueError):
+                parse_replies(bad)
+
+
+class ChooseReplyTest(unittest.TestCase):
+    def test_choose_reply_same_seed_same_request_same_reply(self):
+        a = choose_reply(run_request(), pipes.SAMPLE_REPLIES, 7)
+        b = choose_reply(run_request(), pipes.SAMPLE_REPLIES, 7)
+        self.assertEqual(a, b)
+
+    def test_choose_reply_varies_with_seed(self):
+        texts = {choose_reply(run_request(), pipes.SAMPLE_REPLIES, seed).text for seed in range(20)}
+        self.assertGreater(len(texts), 1)
+
+    def test_choose_reply_substitutes_variables_leaves_unknown(self):
+        req = run_request(variables=[{"name": "name", "value": "Ada"}])
+        reply = choose_reply(req, ("Hi {{name}}, {{ name }} and {{other}}.",), 0)
+        self.assertEqual(reply.text, "Hi Ada, Ada and {{other}}.")
+
+    def test_choose_reply_usage_counts_pieces(self):
+        req = run_request(messages=[{"role": "system", "content": "Be brief."},
+                                    {"role": "user", "content": [{"type": "text", "text": "Hi there"}]}])
+        reply = choose_reply(req, ("One, two.",), 0)
+        self.assertEqual(reply.usage, Usage(prompt_tokens=3 + 2, completion_tokens=4))
+        self.assertEqual(reply.usage.as_dict(), {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9})
+
+    def test_choose_reply_tools_give_tool_call_from_schema(self):
+        reply = choose_reply(run_request(tools=[WEATHER_TOOL]), pipes.SAMPLE_REPLIES, 0)
+        self.assertIsNone(reply.text)
+        self.assertEqual(reply.finish_reason, "tool_calls")
+        (call,) = reply.tool_calls
+        self.assertEqual(call.name, "get_weather")
+        self.assertRegex(call.id, r"^call_[0-9a-f]{24}$")
+        args = json.loads(call.arguments)
+        self.assertEqual(set(args), {"location", "unit", "days"})
+        self.assertEqual(args["unit"], "celsius")
+        self.assertIsInstance(args["days"], int)
+
+    def test_choose_reply_tool_result_or_none_choice_gives_text(self):
+        after_tool = run_request(tools=[WEATHER_TOOL], messages=[
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+            {"role": "tool", "content": "sunny", "tool_call_id": "c"},
+        ])
+        self.assertIsNotNone(choose_reply(after_tool, pipes.SAMPLE_REPLIES, 0).text)
+        self.assertIsNotNone(choose_reply(run_request(tools=[WEATHER_TOOL], tool_choice="none"), pipes.SAMPLE_REPLIES, 0).text)
+
+
+class EncoderTest(unittest.TestCase):
+    def setUp(self):
+        self.enc = ChunkEncoder("chatcmpl-1", 1700000000, "gpt-4o-mini")
+
+    def chunk(self, delta, finish_reason=None, **extra):
+        chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1700000000,
+                 "model": "gpt-4o-mini", "system_fingerprint": None,
+                 "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+        chunk.update(extra)
+        return ("data: " + dumps_compact(chunk) + "\n\n").encode("utf-8")
+
+    def test_encode_text_delta_fast_path_equals_full_encoding(self):
+        for text in ["Hello", " w\u00f6rld", "\"q\"\\", "\n", "\U0001f680", "</script>", "\u2028"]:
+            with self.subTest(text=text):
+                self.assertEqual(self.enc.encode(TextDelta(text)), self.chunk({"content": text}))
+
+    def test_encode_start_finish_tool_call_exact_bytes(self):
+        self.assertEqual(self.enc.encode(Start("")), self.chunk({"role": "assistant", "content": ""}))
+        self.assertEqual(
+            self.enc.encode(Finish("stop", Usage(2, 3))),
+            self.chunk({}, "stop", usage={"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}),
+        )
+        self.assertEqual(
+            self.enc.encode(ToolCallDelta(0, "call_1", "f", "")),
+            self.chunk({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "f", "arguments": ""}}]}),
+        )
+        self.assertEqual(
+            self.enc.encode(ToolCallDelta(0, None, None, '{"a"')),
+            self.chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"a"'}}]}),
+        )
+
+    def test_encode_unknown_event_raises(self):
+        with self.assertRaises(TypeError):
+            self.enc.encode(Usage(1, 1))
+
+    def test_completion_body_shape(self):
+        reply = choose_reply(run_request(), ("Hi.",), 0)
+        body = completion_body(reply, self.enc)
+        self.assertEqual(body["completion"], "Hi.")
+        raw = body["raw"]
+        self.assertEqual(raw["object"], "chat.completion")
+        self.assertEqual(raw["id"], "chatcmpl-1")
+        self.assertEqual(raw["choices"], [{"index": 0, "message": {"role": "assistant", "content": "Hi."},
+                                           "logprobs": None, "finish_reason": "stop"}])
+        self.assertEqual(raw["usage"]["total_tokens"], raw["usage"]["prompt_tokens"] + 2)
+
+    def test_completion_body_tool_call_has_empty_completion(self):
+        reply = choose_reply(run_request(tools=[WEATHER_TOOL]), ("x",), 0)
+        body = completion_body(reply, self.enc)
+        self.assertEqual(body["completion"], "")
+        message = body["raw"]["choices"][0]["message"]
+        self.assertIsNone(message["content"])
+        self.assertEqual(message["tool_calls"][0]["function"]["name"], "get_weather")
+
+
+class PlanTest(unittest.TestCase):
+    def setUp(self):
+        self.enc = ChunkEncoder("chatcmpl-1", 1700000000, "m")
+        self.reply = choose_reply(run_request(), ("Hi there.",), 0)
+
+    def test_stream_plan_zero_delay_only_writes_ending_in_done(self):
+        steps = list(stream_plan(reply_events(self.reply), self.enc, 0.0))
+        self.assertTrue(all(type(s) is Write for s in steps))
+        self.assertEqual(steps[-1], Write(b"data: [DONE]\n\n"))
+        self.assertEqual(len(steps), 1 + 3 + 1 + 1)  # role, 3 pieces, finish, [DONE]
+
+    def test_stream_plan_waits_between_frames_not_before_first_or_done(self):
+        steps = list(stream_plan(reply_events(self.reply), self.enc, 0.25))
+        kinds = ["W" if type(s) is Write else "w" for s in steps]
+        self.assertEqual("".join(kinds), "W" + "wW" * 4 + "W")
+        self.assertTrue(all(s == Wait(0.25) for s in steps if type(s) is Wait))
+
+    def test_stream_plan_text_deltas_join_to_reply(self):
+        data = b"".join(s.data for s in stream_plan(reply_events(self.reply), self.enc, 0))
+        chunks = [json.loads(e[6:]) for e in data.decode().split("\n\n")[:-2]]
+        self.assertEqual(chunks[0]["choices"][0]["delta"], {"role": "assistant", "content": ""})
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+        self.assertEqual(text, "Hi there.")
+        self.assertEqual({c["id"] for c in chunks}, {"chatcmpl-1"})
+        self.assertEqual(chunks[-1]["choices"][0]["finish_reason"], "stop")
+        self.assertIn("usage", chunks[-1])
+
+    def test_stream_plan_is_lazy(self):
+        encoded = []
+
+        class CountingEncoder(ChunkEncoder):
+            def encode(self, event):
+                encoded.append(event)
+                return super().encode(event)
+
+        plan = stream_plan(reply_events(self.reply), CountingEncoder("c", 1, "m"), 0)
+        next(plan)
+        self.assertEqual(len(encoded), 1)
+
+    def test_tool_call_events_reassemble_arguments(self):
+        reply = choose_reply(run_request(tools=[WEATHER_TOOL]), ("x",), 0)
+        events = list(reply_events(reply))
+        self.assertEqual(events[0], Start(None))
+        deltas = [e for e in events if type(e) is ToolCallDelta]
+        self.assertEqual(deltas[0].name, "get_weather")
+        self.assertTrue(all(d.id is None for d in deltas[1:]))
+        self.assertEqual("".join(d.arguments for d in deltas), reply.tool_calls[0].arguments)
+        self.assertEqual(events[-1], Finish("tool_calls", reply.usage))
+        self.assertEqual(reply.usage.completion_tokens, len(deltas) - 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

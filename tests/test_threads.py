@@ -1,0 +1,134 @@
+"""Unit tests of the thread store and message validation (no HTTP)."""
+
+import threading
+import unittest
+
+from tests import support
+from threads import (
+    InvalidRequest, StoreFull, ThreadExists, ThreadNotFound, ThreadStore, check_thread_id,
+    parse_messages, parse_metadata,
+)
+
+
+def store(**kwargs):
+    return ThreadStore(clock=lambda: 1700000000.9, new_id=support.FixedIds(), **kwargs)
+
+
+def user(text):
+    return parse_messages([{"role": "user", "content": text}], thread=True)[0]
+
+
+class ThreadStoreTest(unittest.TestCase):
+    def test_create_returns_thread_object_seconds(self):
+        s = store()
+        self.assertEqual(s.create(metadata={"a": "1"}),
+                         {"id": "00000000-0000-4000-8000-000000000001", "object": "thread",
+                          "created_at": 1700000000, "metadata": {"a": "1"}})
+
+    def test_create_duplicate_id_raises_and_keeps_original(self):
+        s = store()
+        s.create("t1", {"k": "v"}, [user("hi")])
+        with self.assertRaises(ThreadExists):
+            s.create("t1", {"k": "other"})
+        self.assertEqual(s.get("t1")["metadata"], {"k": "v"})
+        self.assertEqual(len(s.list_messages("t1")), 1)
+
+    def test_message_object_shape(self):
+        s = store()
+        s.create("t1")
+        (msg,) = s.append("t1", [user("hi")])
+        self.assertEqual(msg, {"id": "msg_00000000000040008000000000000001", "created_at": 1700000000,
+                               "thread_id": "t1", "role": "user", "content": "hi", "name": None,
+                               "tool_call_id": None, "tool_calls": [], "attachments": [], "metadata": {}})
+
+    def test_update_merges_metadata(self):
+        s = store()
+        s.create("t1", {"a": "1", "b": "2"})
+        self.assertEqual(s.update("t1", {"b": "3", "c": "4"})["metadata"], {"a": "1", "b": "3", "c": "4"})
+
+    def test_unknown_thread_raises_everywhere(self):
+        s = store()
+        for call in (lambda: s.get("x"), lambda: s.update("x", {}), lambda: s.delete("x"),
+                     lambda: s.append("x", []), lambda: s.list_messages("x")):
+            with self.assertRaises(ThreadNotFound):
+                call()
+
+    def test_returned_values_are_copies(self):
+        s = store()
+        s.create("t1", {"a": "1"}, [user("hi")])
+        s.get("t1")["metadata"]["a"] = "changed"
+        s.list_messages("t1")[0]["content"] = "changed"
+        self.assertEqual(s.get("t1")["metadata"], {"a": "1"})
+        self.assertEqual(s.list_messages("t1")[0]["content"], "hi")
+
+    def test_record_run_unknown_id_created_or_refused(self):
+        s = store()
+        self.assertEqual(s.record_run("kept-id", [user("a")], create_missing=True), "kept-id")
+        with self.assertRaises(ThreadNotFound):
+            s.record_run("other", [user("a")], create_missing=False)
+        self.assertEqual(len(s), 1)
+
+    def test_bounds_refuse_without_writing(self):
+        s = store(max_threads=1, max_messages=2)
+        s.create("t1", messages=[user("a")])
+        with self.assertRaises(StoreFull):
+            s.create("t2")
+        with self.assertRaises(StoreFull):
+            s.append("t1", [user("b"), user("c")])
+        with self.assertRaises(StoreFull):
+            s.record_run(None, [user("x")], create_missing=True)
+        self.assertEqual(len(s), 1)
+        self.assertEqual([m["content"] for m in s.list_messages("t1")], ["a"])
+
+    def test_concurrent_appends_lose_nothing_and_stay_grouped(self):
+        s = ThreadStore()
+        s.create("t1")
+        workers, per_worker = 8, 200
+
+        def work(w):
+            for i in range(per_worker):
+                s.append("t1", [user("%d-%d-a" % (w, i)), user("%d-%d-b" % (w, i))])
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        contents = [m["content"] for m in s.list_messages("t1")]
+        self.assertEqual(len(contents), workers * per_worker * 2)
+        self.assertEqual(len({m["id"] for m in s.list_messages("t1")}), len(contents))
+        for a, b in zip(contents[::2], contents[1::2]):
+            self.assertEqual((a[:-2], a[-1], b[-1]), (b[:-2], "a", "b"))
+
+
+class ValidationTest(unittest.TestCase):
+    def test_check_thread_id_accepts_uuid_and_thread_prefix(self):
+        for ok in ("00000000-0000-4000-8000-000000000001", "thread_abc123", "a"):
+            self.assertEqual(check_thread_id(ok), ok)
+
+    def test_check_thread_id_rejects_header_breaking_values(self):
+        for bad in ("", "a\r\nb", "a b", "-x", "x" * 129, "caf\u00e9", None, 3):
+            with self.subTest(bad=bad), self.assertRaises(InvalidRequest):
+                check_thread_id(bad)
+
+    def test_parse_metadata_requires_string_values(self):
+        self.assertEqual(parse_metadata({"a": "b"}), {"a": "b"})
+        for bad in ([], {"a": 1}, "x"):
+            with self.subTest(bad=bad), self.assertRaises(InvalidRequest):
+                parse_metadata(bad)
+
+    def test_parse_messages_thread_fields(self):
+        (msg,) = parse_messages([{"role": "assistant", "content": None, "attachments": [{"x": 1}],
+                                  "metadata": {"k": "v"}, "extra": 1,
+                                  "tool_calls": [{"id": "c", "type": "function"}]}], thread=True)
+        self.assertEqual(msg["attachments"], [{"x": 1}])
+        self.assertEqual(msg["metadata"], {"k": "v"})
+        self.assertNotIn("extra", msg)
+        with self.assertRaises(InvalidRequest):
+            parse_messages([{"role": "user", "content": "x", "metadata": {"k": 1}}], thread=True)
+        with self.assertRaises(InvalidRequest):
+            parse_messages([{"role": "user", "content": "x", "attachments": "no"}], thread=True)
+
+
+if __name__ == "__main__":
+    unittest.main()
