@@ -525,7 +525,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def route_messages_append(self, body: bytes, thread_id: str) -> None:
         """``POST /v1/threads/{threadId}/messages`` with a bare array or ``{messages}``."""
-        data = self._json_body(body)
+        # An empty body appends nothing: the Python SDK sends no body for an empty list.
+        data = self._json_body(body) if body.strip() else []
         if isinstance(data, dict):
             if "messages" not in data:
                 raise BadRequest("Send a JSON array of messages, or an object {\"messages\": [...]}.")

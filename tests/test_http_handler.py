@@ -221,6 +221,12 @@ class ThreadsApiTest(unittest.TestCase):
             self.assertEqual(r.status, 409)
             self.assertEqual(r.json()["error"]["code"], "CONFLICT")
 
+    def test_append_with_empty_body_appends_nothing(self):
+        with RunningServer() as s:
+            tid = call(s.port, "POST", "/v1/threads", {}).json()["id"]
+            r = call(s.port, "POST", "/v1/threads/%s/messages" % tid, b"")
+            self.assertEqual((r.status, r.json()), (200, []))
+
     def test_create_with_empty_body(self):
         with RunningServer() as s:
             r = call(s.port, "POST", "/v1/threads", b"")
