@@ -21,7 +21,6 @@ import http
 import json
 import logging
 import re
-import socket
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
@@ -29,6 +28,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tupl
 from urllib.parse import urlsplit
 
 import pipes
+import scenario
 from sse import dumps_compact
 from threads import (
     InvalidRequest,
@@ -59,14 +59,16 @@ __all__ = [
 
 VERSION = "0.1.0"
 SERVICE = "langbase-mock"
-DOCS = "https://langbase.com/docs/api-reference/errors/"
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
 
 CORS_ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
-CORS_ALLOW_HEADERS = "Content-Type, Authorization, LB-LLM-Key"
-CORS_EXPOSE_HEADERS = "lb-thread-id, lb-request-id"
+CORS_ALLOW_HEADERS = ", ".join(
+    ["Content-Type", "Authorization", "LB-LLM-Key"]
+    + ["X-Mock-" + "-".join(w.capitalize() for w in name.split("_")) for name in scenario.SETTINGS]
+)
+CORS_EXPOSE_HEADERS = "lb-thread-id, lb-request-id, lb-mock-seed, lb-mock-run-id"
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -93,15 +95,8 @@ class ApiError(Exception):
         self.close = close
 
     def body(self) -> dict:
-        """``{"error": {"code", "status", "message", "docs"}}``."""
-        return {
-            "error": {
-                "code": self.code,
-                "status": self.status,
-                "message": self.message,
-                "docs": DOCS + self.code.lower(),
-            }
-        }
+        """``{"error": {"code", "status", "message", "docs"}}`` (``pipes.error_envelope``)."""
+        return pipes.error_envelope(self.status, self.code, self.message)
 
 
 class BadRequest(ApiError):
@@ -152,6 +147,14 @@ class PayloadTooLarge(ApiError):
     status, code = 413, "PAYLOAD_TOO_LARGE"
 
 
+class MockFault(ApiError):
+    """The error a scenario's ``fault=http_error`` asks for: any status and code."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Iterable[Tuple[str, str]]) -> None:
+        super().__init__(message, headers=headers)
+        self.status, self.code = status, code
+
+
 def _domain_error(exc: Exception) -> ApiError:
     """Map a ``threads`` domain error to its API error (the one table of that mapping)."""
     if isinstance(exc, InvalidRequest):
@@ -183,6 +186,9 @@ ROUTES: List[Tuple[str, "re.Pattern[str]", str]] = [
         ("DELETE", r"/v1/threads/" + _THREAD, "threads_delete"),
         ("GET", r"/v1/threads/" + _THREAD + r"/messages", "messages_list"),
         ("POST", r"/v1/threads/" + _THREAD + r"/messages", "messages_append"),
+        ("GET", r"/mock/settings", "mock_settings"),
+        ("GET", r"/mock/runs", "mock_runs"),
+        ("GET", r"/mock/runs/(?P<run_id>[^/]+)", "mock_run"),
     ]
 ]
 """The route table: ``(method, path pattern, handler name)``; handler ``h`` is ``Handler.route_h``."""
@@ -216,21 +222,59 @@ def resolve(method: str, path: str) -> Tuple[str, Dict[str, str]]:
 # --- HTTP body framing (sans-I/O plan transformation) --------------------------------------
 
 
-def chunked(plan: Iterator[pipes.Step]) -> Iterator[pipes.Step]:
+def chunked(plan: Iterable[pipes.Step]) -> Iterator[pipes.Step]:
     """Wrap each ``Write`` of a plan in one HTTP/1.1 chunk and end with the ``0`` chunk.
 
     ``Write(b"abc")`` becomes ``Write(b"3\\r\\nabc\\r\\n")``; ``Wait`` steps pass through; after
     the last step comes ``Write(b"0\\r\\n\\r\\n")`` (RFC 9112, section 7.1). Empty writes are
-    dropped, since an empty chunk would end the body.
+    dropped, since an empty chunk would end the body. A ``Close`` step passes through and ends
+    the plan: the body is then cut off without its terminator.
     """
     write = pipes.Write
     for step in plan:
-        if type(step) is write:
+        kind = type(step)
+        if kind is write:
             if step.data:
                 yield write(b"%x\r\n%s\r\n" % (len(step.data), step.data))
         else:
             yield step
+            if kind is pipes.Close:
+                return
     yield write(b"0\r\n\r\n")
+
+
+def http_body(
+    plan: Iterable[pipes.Step], head: Callable[[List[Tuple[str, str]]], bytes], mode: str
+) -> Iterator[pipes.Step]:
+    """Frame a stream's body as HTTP/1.1 and put the response head in front.
+
+    ``head(extra_headers)`` returns the status line and headers (bytes, ending with the blank
+    line). ``mode``: ``chunked`` (``Transfer-Encoding: chunked``, see ``chunked``), ``close``
+    (the body ends when the connection closes), or ``buffered`` (what a buffering proxy does:
+    nothing until the end, then head, ``Content-Length`` and the whole body in one write after
+    all the waits; a ``Close`` then means nothing is sent at all).
+    """
+    if mode == "buffered":
+        parts, waited = [], 0.0
+        for step in plan:
+            kind = type(step)
+            if kind is pipes.Write:
+                parts.append(step.data)
+            elif kind is pipes.Wait:
+                waited += step.seconds
+            else:
+                yield pipes.Wait(waited)
+                yield step
+                return
+        data = b"".join(parts)
+        yield pipes.Wait(waited)
+        yield pipes.Write(head([("Content-Length", str(len(data)))]) + data)
+    elif mode == "chunked":
+        yield pipes.Write(head([("Transfer-Encoding", "chunked")]))
+        yield from chunked(plan)
+    else:
+        yield pipes.Write(head([]))
+        yield from plan
 
 
 # --- the handler ----------------------------------------------------------------------------
@@ -404,19 +448,28 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- responses ---------------------------------------------------------------------------
 
-    def _send_common_headers(self) -> None:
+    def _common_headers(self) -> List[Tuple[str, str]]:
+        """CORS headers (``Access-Control-Allow-Origin`` only for an allowed origin, never an
+        unlisted ``Origin`` echoed back) and ``lb-request-id``."""
+        out = []
         origins = self.server.settings.cors_origins
         if origins == ("*",):
-            self.send_header("Access-Control-Allow-Origin", "*")
+            out.append(("Access-Control-Allow-Origin", "*"))
         else:
-            origin = self.headers.get("Origin")
+            headers = getattr(self, "headers", None)
+            origin = headers.get("Origin") if headers is not None else None
             if origin in origins:
-                self.send_header("Access-Control-Allow-Origin", origin)
-            self.send_header("Vary", "Origin")
-        self.send_header("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS)
+                out.append(("Access-Control-Allow-Origin", origin))
+            out.append(("Vary", "Origin"))
+        out.append(("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS))
         request_id = getattr(self, "request_id", None)
         if request_id:
-            self.send_header("lb-request-id", request_id)
+            out.append(("lb-request-id", request_id))
+        return out
+
+    def _send_common_headers(self) -> None:
+        for name, value in self._common_headers():
+            self.send_header(name, value)
 
     def _send_json(self, status: int, obj: Any, headers: Iterable[Tuple[str, str]] = ()) -> None:
         data = dumps_compact(obj).encode("utf-8")
@@ -437,25 +490,29 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self._send_json(error.status, error.body(), error.headers)
 
-    def _send_stream(self, plan: Iterator[pipes.Step], headers: Iterable[Tuple[str, str]]) -> None:
-        """Send the SSE response headers, then hand the socket and the plan to the pacer."""
-        self.send_response(200)
-        self._send_common_headers()
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("X-Accel-Buffering", "no")
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Connection", "close")
+    def _send_stream(
+        self, plan: Iterable[pipes.Step], headers: Iterable[Tuple[str, str]], mode: str
+    ) -> None:
+        """Hand the socket and the stream's whole plan, response head included, to the pacer.
+
+        ``mode`` is the HTTP body framing (see ``http_body``); an HTTP/1.0 client always gets
+        a close-delimited body, since it has no chunked encoding.
+        """
+        fixed = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
+                 ("X-Accel-Buffering", "no")] + list(headers) + [("Connection", "close")]
+        self.log_request(200)
+
+        def head(extra: List[Tuple[str, str]]) -> bytes:
+            lines = ["HTTP/1.1 200 OK", "Server: " + self.version_string(),
+                     "Date: " + self.date_time_string()]
+            lines += ["%s: %s" % kv for kv in self._common_headers() + fixed + extra]
+            return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
         if self.request_version == "HTTP/1.0":
-            body_plan = plan  # HTTP/1.0 has no chunked encoding: the body ends at close
-        else:
-            self.send_header("Transfer-Encoding", "chunked")
-            body_plan = chunked(plan)
-        self.end_headers()
+            mode = "close"
         self.close_connection = True
         self.detached = True
-        self.server.pacer.submit(self.connection, body_plan)
+        self.server.pacer.submit(self.connection, http_body(plan, head, mode))
 
     # -- routes ------------------------------------------------------------------------------
 
@@ -475,26 +532,72 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(200, status)
 
     def route_pipes_run(self, body: bytes) -> None:
-        """``POST /v1/pipes/run``: a reply as JSON or as an SSE stream, stored in a thread."""
-        settings = self.server.settings
-        request = pipes.parse_run_request(self._object_body(body))
-        reply = pipes.choose_reply(request, settings.replies, settings.seed)
-        thread_id = self.server.store.record_run(
+        """``POST /v1/pipes/run``: a reply as JSON or as an SSE stream, shaped by the scenario,
+        stored in a thread, and recorded as ground truth under its run id."""
+        server = self.server
+        settings = server.settings
+        data = self._object_body(body)
+        request = pipes.parse_run_request(data)
+        sc = scenario.build(
+            settings.seed, settings.delay, dict(settings.mock),
+            scenario.header_layer(self.headers.items()), scenario.body_layer(data.get("mock")),
+        )
+        rng = pipes.seeded_random(sc.seed, request, "scenario")
+        reply = pipes.choose_reply(request, settings.replies, sc.seed, scenario.splitter(sc, rng))
+        fault = scenario.fault_fires(sc, rng)
+        seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
+        if request.stream and seconds > scenario.MAX_STREAM_SECONDS:
+            raise BadRequest(
+                "This stream would last up to %.0f s; the limit is %.0f s. Lower delay, ttft, "
+                "jitter or stall, or use a larger chunk_size." % (seconds, scenario.MAX_STREAM_SECONDS)
+            )
+        run_id = server.new_id()
+        headers = [("lb-mock-seed", str(sc.seed)), ("lb-mock-run-id", run_id)]
+        record = {
+            "run_id": run_id, "seed": sc.seed, "stream": request.stream, "thread_id": None,
+            "id": reply.id, "created": server.created, "model": settings.model,
+            "text": reply.text, "deltas": list(reply.pieces),
+            "tool_calls": pipes.reply_message(reply)["tool_calls"],
+            "usage": reply.usage.as_dict(), "finish_reason": reply.finish_reason,
+            "fault": sc.fault if fault else None, "scenario": sc.as_dict(),
+        }
+        if fault and sc.fault == "http_error":
+            server.runs.add(run_id, record)
+            raise MockFault(sc.fault_status, sc.error_code,
+                            "Mock fault: HTTP %d (fault=http_error)." % sc.fault_status,
+                            headers + _fault_headers(sc))
+        thread_id = server.store.record_run(
             request.thread_id,
             request.messages + [pipes.reply_message(reply)],
             create_missing=not settings.strict_threads,
         )
-        encoder = pipes.ChunkEncoder(
-            "chatcmpl-" + self.server.new_id().replace("-", ""),
-            int(self.server.clock()),
-            settings.model,
-        )
-        headers = [("lb-thread-id", thread_id)]
+        record["thread_id"] = thread_id
+        server.runs.add(run_id, record)
+        headers.insert(0, ("lb-thread-id", thread_id))
+        encoder = pipes.ChunkEncoder(reply.id, server.created, settings.model)
         if request.stream:
-            events = pipes.reply_events(reply)
-            self._send_stream(pipes.stream_plan(events, encoder, settings.delay), headers)
+            shaped = scenario.shape(pipes.reply_events(reply), encoder, sc, rng, fault)
+            self._send_stream(scenario.reframe(shaped, sc, rng), headers, sc.body)
         else:
             self._send_json(200, pipes.completion_body(reply, encoder), headers)
+
+    def route_mock_settings(self, body: bytes) -> None:
+        """``GET /mock/settings``: every scenario setting with its type, default and allowed values."""
+        self._send_json(200, {
+            name: {"type": s.kind, "default": s.default, "allowed": s.allowed(), "help": s.help}
+            for name, s in scenario.SETTINGS.items()
+        })
+
+    def route_mock_runs(self, body: bytes) -> None:
+        """``GET /mock/runs``: ``{"runs": [run ids, newest first]}``."""
+        self._send_json(200, {"runs": self.server.runs.recent()})
+
+    def route_mock_run(self, body: bytes, run_id: str) -> None:
+        """``GET /mock/runs/{runId}``: what that run's stream encoded (ground truth)."""
+        record = self.server.runs.get(run_id)
+        if record is None:
+            raise NotFound("No run %r; the server keeps the last %d runs." % (run_id, self.server.runs.limit))
+        self._send_json(200, record)
 
     def route_threads_create(self, body: bytes) -> None:
         """``POST /v1/threads``: ``{threadId?, metadata?, messages?}`` → thread object."""
@@ -537,6 +640,17 @@ class Handler(BaseHTTPRequestHandler):
     def route_messages_list(self, body: bytes, thread_id: str) -> None:
         """``GET /v1/threads/{threadId}/messages`` → message objects, oldest first."""
         self._send_json(200, self.server.store.list_messages(_path_thread_id(thread_id)))
+
+
+def _fault_headers(sc: scenario.Scenario) -> List[Tuple[str, str]]:
+    """``Retry-After`` and rate-limit headers for a 429 or 503 fault."""
+    if sc.fault_status not in (429, 503):
+        return []
+    out = [("Retry-After", str(sc.retry_after))]
+    if sc.fault_status == 429:
+        out += [("x-ratelimit-limit", "60"), ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", str(sc.retry_after))]
+    return out
 
 
 def _path_thread_id(value: str) -> str:

@@ -30,7 +30,8 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 import pipes
 from http_handler import SERVICE, VERSION, Handler
 from pacer import Pacer
-from threads import ThreadStore
+import scenario
+from threads import InvalidRequest, ThreadStore
 
 __all__ = ["Settings", "Server", "parse_args", "make_server", "main"]
 
@@ -48,7 +49,9 @@ class Settings:
     require ``Authorization: Bearer <api_key>`` on ``/v1``), ``cors_origins`` (tuple of
     origins, or ``("*",)``), ``max_body_bytes`` (int), ``request_timeout`` (seconds a
     connection may idle or stall while a request is read), ``workers`` (handler threads),
-    ``max_threads`` and ``max_messages`` (store bounds), ``log_level`` (logging level name).
+    ``max_threads`` and ``max_messages`` (store bounds), ``log_level`` (logging level name),
+    ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
+    server-wide layer between the built-in defaults and a request's ``X-Mock-*`` headers).
     """
 
     host: str = "127.0.0.1"
@@ -66,6 +69,7 @@ class Settings:
     max_threads: int = 100_000
     max_messages: int = 10_000
     log_level: str = "info"
+    mock: Tuple[Tuple[str, object], ...] = ()
 
 
 def _non_negative_float(text: str) -> float:
@@ -101,7 +105,7 @@ def _load_replies(path: str) -> Tuple[str, ...]:
         with open(path, encoding="utf-8") as f:
             return pipes.parse_replies(json.load(f))
     except (OSError, ValueError) as exc:
-        raise argparse.ArgumentTypeError("cannot use replies file %r: %s" % (path, exc))
+        raise argparse.ArgumentTypeError("cannot use replies file %r: %s" % (path, exc)) from None
 
 
 def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -156,6 +160,11 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
     a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
       help="most messages per thread (default 10000) [LB_MOCK_MAX_MESSAGES]")
+    a("--mock", action="append", metavar="SETTING=VALUE",
+      default=[p for p in default("LB_MOCK_SCENARIO", "").split(",") if p.strip()],
+      help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
+           "fault=disconnect (repeatable; GET /mock/settings lists them) [LB_MOCK_SCENARIO, "
+           "comma-separated]; request headers and the body's mock object override it")
     a("--log-level", default=default("LOG_LEVEL", "info"),
       choices=["debug", "info", "warning", "error"],
       help="log verbosity [LOG_LEVEL] (default info: one line per request)")
@@ -174,6 +183,17 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         except argparse.ArgumentTypeError as exc:
             parser.error(str(exc))
     origins = tuple(o.strip() for o in ns.cors_origins.split(",") if o.strip())
+    pairs = {}
+    for item in ns.mock:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error("--mock takes SETTING=VALUE, got %r" % item)
+        pairs[name.strip()] = value
+    try:
+        mock = scenario.parse_layer(pairs, "--mock", from_text=True)
+        scenario.build(0, 0.0, mock)
+    except InvalidRequest as exc:
+        parser.error(exc.message)
     return Settings(
         host=ns.host,
         port=int(ns.port),
@@ -190,6 +210,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_threads=int(ns.max_threads),
         max_messages=int(ns.max_messages),
         log_level=ns.log_level,
+        mock=tuple(mock.items()),
     )
 
 
@@ -223,7 +244,9 @@ class Server(ThreadingHTTPServer):
             max_threads=settings.max_threads, max_messages=settings.max_messages,
         )
         self.pacer = Pacer()
+        self.runs = pipes.RunLog()
         self.started = time.monotonic()
+        self.created = int(clock())  # every chunk's "created": replays stay byte-identical
         self._jobs: "queue.Queue[Optional[Tuple[socket.socket, tuple]]]" = queue.Queue(settings.workers)
         self._stopping = threading.Event()
         self._workers: List[threading.Thread] = []

@@ -7,8 +7,10 @@ own room because it is the only part of the server that waits, and it knows noth
 SSE or Langbase: it writes the bytes a plan gives it, when the plan says.
 
 Behaviour:
-- consecutive ``Write`` steps with no positive ``Wait`` between them go out in one ``send`` of at
-  most ``send_size`` bytes (zero-delay streams are coalesced; paced frames are sent one by one);
+- consecutive ``Write`` steps with no ``Wait`` between them go out in one ``send`` of at most
+  ``send_size`` bytes (zero-delay streams are coalesced); any ``Wait``, even ``Wait(0)``, ends a
+  send, so a plan marks its write boundaries with waits;
+- a ``Close`` step ends the connection after the bytes before it (``reset`` true: a TCP reset);
 - each connection has a bounded output buffer: while bytes a client has not read are pending,
   its plan does not advance (back-pressure), and a client that reads nothing for
   ``write_timeout`` seconds is dropped;
@@ -26,22 +28,25 @@ import itertools
 import logging
 import selectors
 import socket
+import struct
 import threading
 import time
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Deque, Dict, Iterator, List, Tuple
 
-from pipes import Wait, Write
+from pipes import Close, Write
 
 __all__ = ["Pacer"]
 
 log = logging.getLogger(__name__)
 
+_LINGER_RESET = struct.pack("ii", 1, 0)  # close() then sends a TCP reset
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 
 
 class _Stream:
-    __slots__ = ("sock", "plan", "out", "mask", "closed", "exhausted", "due", "blocked_since", "started")
+    __slots__ = ("sock", "plan", "out", "mask", "closed", "exhausted", "reset", "due", "blocked_since",
+                 "started")
 
     def __init__(self, sock: socket.socket, plan: Iterator, now: float) -> None:
         self.sock = sock
@@ -50,6 +55,7 @@ class _Stream:
         self.mask = _READ
         self.closed = False
         self.exhausted = False  # the plan has no more steps
+        self.reset = False  # end with a TCP reset instead of a clean close
         self.due = now  # deadline of the stream's one valid timer entry, or None
         self.blocked_since = 0.0
         self.started = now
@@ -232,11 +238,16 @@ class Pacer:
             if step is None:
                 stream.exhausted = True
                 break
-            if type(step) is Write:
+            kind = type(step)
+            if kind is Write:
                 pieces.append(step.data)
                 size += len(step.data)
-            elif step.seconds > 0 and not skip_waits:
-                wait = step.seconds
+            elif kind is Close:
+                stream.exhausted = True
+                stream.reset = step.reset
+                break
+            elif not skip_waits:
+                wait = step.seconds  # any Wait, even Wait(0), ends this send
                 break
         if pieces:
             data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
@@ -305,6 +316,11 @@ class Pacer:
             return
         stream.closed = True
         sock = stream.sock
+        if stream.reset:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass
         self._streams.pop(sock.fileno(), None)
         try:
             self._selector.unregister(sock)

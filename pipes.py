@@ -5,7 +5,8 @@ chat events (start, text delta, tool-call delta, finish with usage), encode thos
 Langbase/OpenAI ``chat.completion.chunk`` SSE frames, and lay the frames out as a *plan*: an
 iterator of ``Wait(seconds)`` and ``Write(bytes)`` steps that the pacer executes. Nothing here
 sleeps, touches a socket or reads the clock: ids, timestamps and the seed come in as arguments,
-so every output is reproducible byte for byte.
+so every output is reproducible byte for byte. Shaping a stream (pacing, framing, faults) is
+``scenario``'s job.
 
 Must not import ``http.server``, ``socket`` or ``http_handler``. Formats follow the Langbase
 API's ``POST /v1/pipes/run`` (request body, non-stream ``{completion, raw}`` body, stream of
@@ -18,11 +19,13 @@ imports that module.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import random
 import re
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+import threading
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from sse import DONE, dumps_compact, encode_event
 from threads import InvalidRequest, check_thread_id, parse_messages
@@ -40,14 +43,17 @@ __all__ = [
     "Finish",
     "Wait",
     "Write",
+    "Close",
+    "seeded_random",
     "parse_run_request",
     "parse_replies",
     "tokenize",
     "choose_reply",
     "reply_events",
     "ChunkEncoder",
-    "stream_plan",
     "completion_body",
+    "error_envelope",
+    "RunLog",
     "reply_message",
 ]
 
@@ -112,15 +118,20 @@ class ToolCall(NamedTuple):
 class Reply(NamedTuple):
     """The assistant's answer to one run.
 
-    Exactly one of ``text`` (a string) or ``tool_calls`` (non-empty tuple of ``ToolCall``) is
-    set; ``finish_reason`` is ``"stop"`` for text and ``"tool_calls"`` for tool calls.
-    ``usage`` counts prompt tokens from the request and one completion token per streamed piece.
+    Exactly one of ``text`` (a string) or ``tool_calls`` (a 1-tuple of ``ToolCall``) is set;
+    ``pieces`` is how it streams: the text's pieces, or the call's arguments' pieces (their
+    join is the text or the arguments); ``finish_reason`` is ``"stop"`` for text and
+    ``"tool_calls"`` for a tool call; ``usage`` counts prompt tokens from the request and one
+    completion token per piece; ``id`` is the completion id (``chatcmpl-`` and 32 hex digits,
+    from the seed, so a replay is byte-identical).
     """
 
     text: Optional[str]
     tool_calls: Tuple[ToolCall, ...]
+    pieces: Tuple[str, ...]
     finish_reason: str
     usage: Usage
+    id: str
 
 
 class RunRequest(NamedTuple):
@@ -188,12 +199,20 @@ class Wait(NamedTuple):
 
 
 class Write(NamedTuple):
-    """Plan step: write ``data`` (bytes) to the response body."""
+    """Plan step: write ``data`` (bytes) to the connection."""
 
     data: bytes
 
 
-Step = Union[Wait, Write]
+class Close(NamedTuple):
+    """Plan step: end the connection now, after the bytes already written; the plan's
+    later steps (an HTTP body's terminator among them) are never sent. ``reset`` true ends it
+    with a TCP reset instead of a clean close."""
+
+    reset: bool
+
+
+Step = Union[Wait, Write, Close]
 
 
 # --- request parsing ----------------------------------------------------------------------
@@ -348,15 +367,22 @@ def _sample_value(schema: Any, rng: random.Random, depth: int = 0) -> Any:
     return "example"
 
 
-def _seeded_random(seed: int, request: RunRequest) -> random.Random:
+def seeded_random(seed: int, request: RunRequest, purpose: str) -> random.Random:
+    """A ``random.Random`` fixed by ``seed``, the request's content and ``purpose`` (so the
+    reply and, say, the scenario's draws are independent but each reproducible)."""
     material = dumps_compact(
         [request.messages, request.variables, request.tools, request.tool_choice]
     ).encode("utf-8")
     digest = hashlib.sha256(material).hexdigest()
-    return random.Random("%d:%s" % (seed, digest))
+    return random.Random("%d:%s:%s" % (seed, digest, purpose))
 
 
-def choose_reply(request: RunRequest, replies: Sequence[str], seed: int) -> Reply:
+def choose_reply(
+    request: RunRequest,
+    replies: Sequence[str],
+    seed: int,
+    split: Callable[[str], List[str]] = tokenize,
+) -> Reply:
     """Pick the reply for ``request``, deterministically from ``seed`` and the request.
 
     Text: one of ``replies``, with ``{{name}}`` placeholders replaced by ``request.variables``
@@ -366,10 +392,12 @@ def choose_reply(request: RunRequest, replies: Sequence[str], seed: int) -> Repl
     its JSON-schema ``parameters`` (enum → first value, string → ``"example"``, numbers and
     booleans → sample values).
 
-    Usage: ``prompt_tokens`` = pieces (``tokenize``) in every message's text;
-    ``completion_tokens`` = streamed pieces of the reply (text pieces, or argument pieces).
+    ``split`` cuts the text (or the arguments) into the pieces that stream (default
+    ``tokenize``). Usage: ``prompt_tokens`` = ``tokenize`` pieces in every message's text;
+    ``completion_tokens`` = the reply's pieces.
     """
-    rng = _seeded_random(seed, request)
+    rng = seeded_random(seed, request, "reply")
+    completion_id = "chatcmpl-%032x" % rng.getrandbits(128)
     prompt_tokens = sum(len(tokenize(_text_of(m["content"]))) for m in request.messages)
     last_role = request.messages[-1]["role"] if request.messages else None
     if request.tools and request.tool_choice != "none" and last_role != "tool":
@@ -380,13 +408,16 @@ def choose_reply(request: RunRequest, replies: Sequence[str], seed: int) -> Repl
         fn = tool["function"]
         arguments = dumps_compact(_sample_value(fn.get("parameters") or {}, rng))
         call = ToolCall("call_%024x" % rng.getrandbits(96), fn["name"], arguments)
-        return Reply(None, (call,), "tool_calls", Usage(prompt_tokens, len(tokenize(arguments))))
+        pieces = tuple(split(arguments))
+        usage = Usage(prompt_tokens, len(pieces))
+        return Reply(None, (call,), pieces, "tool_calls", usage, completion_id)
     text = rng.choice(list(replies))
     if request.variables:
         text = _PLACEHOLDER_RE.sub(
             lambda m: request.variables.get(m.group(1), m.group(0)), text
         )
-    return Reply(text, (), "stop", Usage(prompt_tokens, len(tokenize(text))))
+    pieces = tuple(split(text))
+    return Reply(text, (), pieces, "stop", Usage(prompt_tokens, len(pieces)), completion_id)
 
 
 def reply_message(reply: Reply) -> dict:
@@ -411,23 +442,34 @@ def _tool_call_object(call: ToolCall) -> dict:
 
 
 def reply_events(reply: Reply) -> Iterator[Event]:
-    """Yield the reply's chat events, lazily: ``Start``, then one ``TextDelta`` per text piece
-    (or ``ToolCallDelta`` pieces: the first names the call, the rest carry argument pieces),
-    then ``Finish`` with the reply's usage."""
+    """Yield the reply's chat events, lazily: ``Start``, then one ``TextDelta`` per piece (or,
+    for a tool call, a ``ToolCallDelta`` naming the call and one per arguments piece), then
+    ``Finish`` with the reply's usage."""
     if reply.text is not None:
         yield Start("")
-        for piece in tokenize(reply.text):
+        for piece in reply.pieces:
             yield TextDelta(piece)
     else:
         yield Start(None)
-        for index, call in enumerate(reply.tool_calls):
-            yield ToolCallDelta(index, call.id, call.name, "")
-            for piece in tokenize(call.arguments):
-                yield ToolCallDelta(index, None, None, piece)
+        call = reply.tool_calls[0]
+        yield ToolCallDelta(0, call.id, call.name, "")
+        for piece in reply.pieces:
+            yield ToolCallDelta(0, None, None, piece)
     yield Finish(reply.finish_reason, reply.usage)
 
 
 # --- encoding -----------------------------------------------------------------------------
+
+ERROR_DOCS = "https://langbase.com/docs/api-reference/errors/"
+
+
+def error_envelope(status: int, code: str, message: str) -> dict:
+    """The Langbase error body: ``{"error": {"code", "status", "message", "docs"}}``, where
+    ``docs`` is the error's page under Langbase's API reference (Langbase API, "Error
+    responses")."""
+    return {"error": {"code": code, "status": status, "message": message,
+                      "docs": ERROR_DOCS + code.lower()}}
+
 
 
 class ChunkEncoder:
@@ -438,8 +480,11 @@ class ChunkEncoder:
     ``delta: {"role": "assistant", "content": ""}``; ``Finish`` gives ``delta: {}`` with the
     ``finish_reason`` and ``usage`` beside ``choices`` (where the Python SDK's typed runner
     reads it). The constant parts of a text chunk are encoded once, so a ``TextDelta`` costs
-    one JSON string encode; the bytes equal a full ``dumps_compact`` of the chunk.
+    one JSON string encode; the bytes equal a full ``dumps_compact`` of the chunk. ``done`` is
+    the ``data: [DONE]`` event; ``error`` gives the in-band error event.
     """
+
+    done = DONE
 
     def __init__(self, completion_id: str, created: int, model: str) -> None:
         self._head = {
@@ -482,6 +527,12 @@ class ChunkEncoder:
             raise TypeError("not a chat event: %r" % (event,))
         return encode_event(dumps_compact(chunk))
 
+    def error(self, status: int, code: str, message: str) -> bytes:
+        """The in-band error event after the headers are out: ``data: {"error": {...}}`` in
+        the Langbase envelope (the OpenAI SDKs raise ``APIError`` on it; the Langbase JS SDK
+        throws; the Langbase Python SDK skips it)."""
+        return encode_event(dumps_compact(error_envelope(status, code, message)))
+
     def completion(self, reply: Reply) -> dict:
         """The OpenAI ``chat.completion`` object for a whole reply (non-stream ``raw``)."""
         message: Dict[str, Any] = {"role": "assistant", "content": reply.text}
@@ -496,25 +547,41 @@ class ChunkEncoder:
         return out
 
 
-def stream_plan(events: Iterator[Event], encoder: ChunkEncoder, delay: float) -> Iterator[Step]:
-    """Lay out a stream as plan steps, lazily (one frame is encoded only when it is due).
-
-    The first frame is written at once; every later frame is preceded by ``Wait(delay)``
-    (seconds; none when ``delay`` is 0); ``data: [DONE]`` follows the finish frame with no
-    wait. Steps: ``Write(bytes)`` with one SSE frame each, ``Wait(seconds)``.
-    """
-    first = True
-    for event in events:
-        if not first and delay > 0:
-            yield Wait(delay)
-        first = False
-        yield Write(encoder.encode(event))
-    yield Write(DONE)
-
-
 def completion_body(reply: Reply, encoder: ChunkEncoder) -> dict:
     """The non-stream ``POST /v1/pipes/run`` body: ``{"completion": str, "raw": chat.completion}``.
 
     ``completion`` is the reply text, or ``""`` for a tool-call reply (as Langbase sends).
     """
     return {"completion": reply.text or "", "raw": encoder.completion(reply)}
+
+
+class RunLog:
+    """The ground truth of recent runs: what each stream encoded, by run id, bounded.
+
+    A record is a JSON-ready dict (see ``http_handler`` route ``mock_run`` for its fields).
+    Keeps the newest ``limit`` records; older ones are dropped. Thread-safe: each method takes
+    one lock.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self._records: "collections.OrderedDict[str, dict]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, run_id: str, record: dict) -> None:
+        """Store ``record`` under ``run_id``, dropping the oldest record when full."""
+        with self._lock:
+            self._records[run_id] = record
+            while len(self._records) > self.limit:
+                self._records.popitem(last=False)
+
+    def get(self, run_id: str) -> Optional[dict]:
+        """The record, or None when unknown or already dropped. The dict is shared: don't
+        change it."""
+        with self._lock:
+            return self._records.get(run_id)
+
+    def recent(self) -> List[str]:
+        """Run ids, newest first."""
+        with self._lock:
+            return list(reversed(self._records))

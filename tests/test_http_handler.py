@@ -13,7 +13,7 @@ from tests.support import RunningServer, call, connect, request_bytes, ResponseR
 HELLO = {"messages": [{"role": "user", "content": "Hi there"}]}
 STREAM = dict(HELLO, stream=True)
 
-_HEAD = ('data: {"id":"chatcmpl-00000000000040008000000000000004","object":"chat.completion.chunk",'
+_HEAD = ('data: {"id":"chatcmpl-15a9cb6b455b6260356f9aedc83605ec","object":"chat.completion.chunk",'
          '"created":1700000000,"model":"gpt-4o-mini","system_fingerprint":null,"choices":[{"index":0,"delta":')
 _TAIL = ',"logprobs":null,"finish_reason":null}]}\n\n'
 GOLDEN_FRAMES = [
@@ -43,8 +43,8 @@ class StreamTest(unittest.TestCase):
         self.assertEqual(r.header("Content-Type"), "text/event-stream; charset=utf-8")
         self.assertEqual(r.header("Cache-Control"), "no-cache")
         self.assertEqual(r.header("Transfer-Encoding"), "chunked")
-        self.assertEqual(r.header("lb-thread-id"), "00000000-0000-4000-8000-000000000001")
-        self.assertIn(("lb-thread-id", "00000000-0000-4000-8000-000000000001"), r.headers)  # lower-case name
+        self.assertEqual(r.header("lb-thread-id"), "00000000-0000-4000-8000-000000000002")
+        self.assertIn(("lb-thread-id", "00000000-0000-4000-8000-000000000002"), r.headers)  # lower-case name
         self.assertIsNone(r.header("Content-Length"))
 
     def test_stream_and_non_stream_give_same_text_and_usage(self):
@@ -422,7 +422,9 @@ class CorsTest(unittest.TestCase):
         self.assertEqual(r.status, 204)
         self.assertEqual(r.header("Access-Control-Allow-Origin"), "*")
         self.assertEqual(r.header("Access-Control-Allow-Methods"), "GET, POST, DELETE, OPTIONS")
-        self.assertEqual(r.header("Access-Control-Allow-Headers"), "Content-Type, Authorization, LB-LLM-Key")
+        allowed = r.header("Access-Control-Allow-Headers").split(", ")
+        self.assertEqual(allowed[:3], ["Content-Type", "Authorization", "LB-LLM-Key"])
+        self.assertIn("X-Mock-Line-Ending", allowed)
         self.assertEqual(r.body, b"")
 
     def test_stream_exposes_thread_id_header(self):

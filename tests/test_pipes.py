@@ -6,9 +6,9 @@ import unittest
 from tests import support  # noqa: F401  (puts the project root on sys.path)
 import pipes
 from pipes import (
-    ChunkEncoder, Finish, Start, TextDelta, ToolCallDelta, Usage, Wait, Write,
-    choose_reply, completion_body, parse_replies, parse_run_request, reply_events,
-    stream_plan, tokenize,
+    ChunkEncoder, Finish, RunLog, Start, TextDelta, ToolCallDelta, Usage,
+    choose_reply, completion_body, error_envelope, parse_replies, parse_run_request,
+    reply_events, tokenize,
 )
 from sse import dumps_compact
 from threads import InvalidRequest
@@ -195,44 +195,22 @@ class EncoderTest(unittest.TestCase):
         self.assertEqual(message["tool_calls"][0]["function"]["name"], "get_weather")
 
 
-class PlanTest(unittest.TestCase):
-    def setUp(self):
-        self.enc = ChunkEncoder("chatcmpl-1", 1700000000, "m")
-        self.reply = choose_reply(run_request(), ("Hi there.",), 0)
+class EventsTest(unittest.TestCase):
+    def test_text_events_follow_the_pieces(self):
+        reply = choose_reply(run_request(), ("Hi there.",), 0)
+        self.assertEqual(list(reply_events(reply)), [
+            Start(""), TextDelta("Hi"), TextDelta(" there"), TextDelta("."), Finish("stop", reply.usage)])
 
-    def test_stream_plan_zero_delay_only_writes_ending_in_done(self):
-        steps = list(stream_plan(reply_events(self.reply), self.enc, 0.0))
-        self.assertTrue(all(type(s) is Write for s in steps))
-        self.assertEqual(steps[-1], Write(b"data: [DONE]\n\n"))
-        self.assertEqual(len(steps), 1 + 3 + 1 + 1)  # role, 3 pieces, finish, [DONE]
+    def test_custom_split_sets_pieces_and_usage(self):
+        reply = choose_reply(run_request(), ("abcde",), 0, split=lambda t: [t[:2], t[2:]])
+        self.assertEqual(reply.pieces, ("ab", "cde"))
+        self.assertEqual(reply.usage.completion_tokens, 2)
 
-    def test_stream_plan_waits_between_frames_not_before_first_or_done(self):
-        steps = list(stream_plan(reply_events(self.reply), self.enc, 0.25))
-        kinds = ["W" if type(s) is Write else "w" for s in steps]
-        self.assertEqual("".join(kinds), "W" + "wW" * 4 + "W")
-        self.assertTrue(all(s == Wait(0.25) for s in steps if type(s) is Wait))
-
-    def test_stream_plan_text_deltas_join_to_reply(self):
-        data = b"".join(s.data for s in stream_plan(reply_events(self.reply), self.enc, 0))
-        chunks = [json.loads(e[6:]) for e in data.decode().split("\n\n")[:-2]]
-        self.assertEqual(chunks[0]["choices"][0]["delta"], {"role": "assistant", "content": ""})
-        text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
-        self.assertEqual(text, "Hi there.")
-        self.assertEqual({c["id"] for c in chunks}, {"chatcmpl-1"})
-        self.assertEqual(chunks[-1]["choices"][0]["finish_reason"], "stop")
-        self.assertIn("usage", chunks[-1])
-
-    def test_stream_plan_is_lazy(self):
-        encoded = []
-
-        class CountingEncoder(ChunkEncoder):
-            def encode(self, event):
-                encoded.append(event)
-                return super().encode(event)
-
-        plan = stream_plan(reply_events(self.reply), CountingEncoder("c", 1, "m"), 0)
-        next(plan)
-        self.assertEqual(len(encoded), 1)
+    def test_completion_id_depends_on_seed_only_through_rng(self):
+        a = choose_reply(run_request(), ("x",), 1).id
+        self.assertEqual(a, choose_reply(run_request(), ("x",), 1).id)
+        self.assertNotEqual(a, choose_reply(run_request(), ("x",), 2).id)
+        self.assertRegex(a, r"^chatcmpl-[0-9a-f]{32}$")
 
     def test_tool_call_events_reassemble_arguments(self):
         reply = choose_reply(run_request(tools=[WEATHER_TOOL]), ("x",), 0)
@@ -244,6 +222,25 @@ class PlanTest(unittest.TestCase):
         self.assertEqual("".join(d.arguments for d in deltas), reply.tool_calls[0].arguments)
         self.assertEqual(events[-1], Finish("tool_calls", reply.usage))
         self.assertEqual(reply.usage.completion_tokens, len(deltas) - 1)
+
+
+class ErrorEnvelopeTest(unittest.TestCase):
+    def test_error_envelope_and_in_band_frame(self):
+        env = error_envelope(429, "RATE_LIMITED", "Slow down.")
+        self.assertEqual(env, {"error": {"code": "RATE_LIMITED", "status": 429, "message": "Slow down.",
+                                         "docs": "https://langbase.com/docs/api-reference/errors/rate_limited"}})
+        frame = ChunkEncoder("c", 1, "m").error(429, "RATE_LIMITED", "Slow down.")
+        self.assertEqual(frame, ("data: " + dumps_compact(env) + "\n\n").encode())
+
+
+class RunLogTest(unittest.TestCase):
+    def test_run_log_keeps_newest_within_limit(self):
+        log = RunLog(limit=2)
+        for i in range(3):
+            log.add("r%d" % i, {"i": i})
+        self.assertIsNone(log.get("r0"))
+        self.assertEqual(log.get("r2"), {"i": 2})
+        self.assertEqual(log.recent(), ["r2", "r1"])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,580 @@
+"""Stream shaping and fault injection: scenario settings and the plan transformations they apply.
+
+Job: one ``Scenario`` (pacing, chunking, byte framing, SSE extras, endings, faults) built from
+layers with one precedence — built-in defaults < server flags (``--mock``) < ``X-Mock-*`` request
+headers < the ``mock`` object of the JSON body — and validated in one place; then the sans-I/O
+steps that turn a stream's events into a shaped plan of ``Wait``/``Write``/``Close`` steps.
+Every fault lives here, as a plan transformation; the handler and the pacer never learn what a
+fault is. It has its own room because it is the one place that knows every setting.
+
+All randomness comes from a ``random.Random`` the caller seeds (see ``pipes.seeded_random``), so
+the same request with the same seed gives the same bytes and the same write boundaries.
+
+Must not import ``http.server``, ``socket`` or ``http_handler``. SSE framing follows WHATWG HTML
+9.2.5; the in-band error frame and ``[DONE]`` follow the Langbase/OpenAI stream format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import re
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+
+from pipes import Close, Step, TextDelta, Wait, Write, tokenize
+from threads import InvalidRequest
+
+__all__ = [
+    "SETTINGS",
+    "Scenario",
+    "MAX_STREAM_SECONDS",
+    "parse_layer",
+    "header_layer",
+    "body_layer",
+    "planned_seconds",
+    "build",
+    "splitter",
+    "fault_fires",
+    "shape",
+    "reframe",
+    "ERROR_CODES",
+]
+
+MAX_STREAM_SECONDS = 900.0
+"""Longest a shaped stream may be planned to last (seconds); a longer one is a 400."""
+
+ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    409: "CONFLICT",
+    412: "PRECONDITION_FAILED",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_SERVER_ERROR",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+    504: "GATEWAY_TIMEOUT",
+}
+"""Langbase error code for each status a fault may answer with (``fault_code`` overrides)."""
+
+
+class Setting(NamedTuple):
+    """One scenario setting: ``name``, ``kind`` (``float``/``int``/``bool``/``enum``/``str``),
+    ``default``, inclusive bounds ``low``/``high`` (numbers), ``choices`` (enums), ``nullable``
+    (``null``/``"none"`` allowed), and ``help``."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    low: float = 0
+    high: float = 0
+    choices: Tuple[str, ...] = ()
+    nullable: bool = False
+
+    def allowed(self) -> str:
+        """Human text of the allowed values, used in error messages and ``GET /mock/settings``."""
+        if self.kind == "enum":
+            text = "one of " + ", ".join(self.choices)
+        elif self.kind == "bool":
+            text = "true or false"
+        elif self.kind == "str":
+            text = "an upper-case error code such as RATE_LIMITED"
+        else:
+            text = "%s from %s to %s" % ("a whole number" if self.kind == "int" else "a number",
+                                         _num(self.low), _num(self.high))
+        return text + (", or null" if self.nullable else "")
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+_S = Setting
+SETTINGS: Dict[str, Setting] = {s.name: s for s in [
+    # reproducibility
+    _S("seed", "int", None, "seed for the reply and every random choice below (default: the server's --seed)",
+       0, 2 ** 63 - 1, nullable=True),
+    # pacing
+    _S("delay", "float", None, "seconds between chunks (default: the server's --delay)", 0, 60, nullable=True),
+    _S("ttft", "float", 0.0, "seconds before the first chunk (time to first token)", 0, 120),
+    _S("jitter", "float", 0.0, "each wait varies by a seeded random amount up to this many seconds either way", 0, 60),
+    _S("tokens_per_second", "float", None, "pace as chunks per second instead of delay", 0.01, 100000, nullable=True),
+    # chunking
+    _S("chunking", "enum", "word", "how the text is cut into chunks", choices=("word", "char", "fixed", "random", "whole")),
+    _S("chunk_size", "int", 4, "characters per chunk for chunking=fixed; the most for chunking=random", 1, 10000),
+    # byte framing
+    _S("framing", "enum", "event", "how the SSE bytes are cut into writes",
+       choices=("event", "split", "random", "coalesce", "byte")),
+    _S("split_bytes", "int", 16, "bytes per write for framing=split", 1, 65536),
+    _S("coalesce", "int", 4, "events per write for framing=coalesce", 2, 10000),
+    _S("body", "enum", "chunked", "HTTP body framing: chunked, close-delimited, or buffered to the end",
+       choices=("chunked", "close", "buffered")),
+    # SSE extras
+    _S("line_ending", "enum", "lf", "SSE line endings", choices=("lf", "crlf", "cr", "mixed")),
+    _S("keepalive", "float", 0.0, "send a ': ping' comment every this many seconds of waiting (0 = never)", 0, 600),
+    _S("keepalive_between", "bool", False, "send a ': ping' comment between every two events"),
+    _S("event_ids", "bool", False, "give every event an 'id:' field (1, 2, 3, ...)"),
+    _S("retry", "int", None, "send a 'retry:' field (milliseconds) with the first event", 0, 3600000, nullable=True),
+    _S("bom", "bool", False, "start the stream with a UTF-8 byte order mark"),
+    # endings
+    _S("ending", "enum", "normal", "how the stream ends",
+       choices=("normal", "no_done", "done_no_space", "data_after_done", "no_final_blank_line", "no_terminator")),
+    # faults
+    _S("fault", "enum", "none", "what goes wrong",
+       choices=("none", "http_error", "error_frame", "disconnect", "stall", "corrupt")),
+    _S("fault_probability", "float", 1.0, "chance that the fault happens on a request (seeded)", 0, 1),
+    _S("fault_status", "int", 500, "HTTP status for fault=http_error (and in an error frame)", 400, 599),
+    _S("fault_code", "str", None, "Langbase error code for the fault (default: from fault_status)", nullable=True),
+    _S("retry_after", "int", 1, "seconds in Retry-After for fault=http_error with status 429 or 503", 0, 86400),
+    _S("fault_after", "int", 3, "the fault happens after this many events were sent", 0, 100000),
+    _S("fault_after_seconds", "float", None, "fault=disconnect: drop the connection this many seconds into the stream instead",
+       0, MAX_STREAM_SECONDS, nullable=True),
+    _S("disconnect", "enum", "fin", "fault=disconnect: close cleanly (fin) or with a TCP reset", choices=("fin", "reset")),
+    _S("stall", "float", 5.0, "fault=stall: seconds the stream stops before going on", 0, 600),
+]}
+"""Every scenario setting by name; the README table and ``GET /mock/settings`` follow it."""
+
+_CODE_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A resolved scenario: one attribute per entry of ``SETTINGS`` (same names, validated
+    values; ``seed`` and ``delay`` filled from the server when not set)."""
+
+    seed: int
+    delay: float
+    ttft: float
+    jitter: float
+    tokens_per_second: Optional[float]
+    chunking: str
+    chunk_size: int
+    framing: str
+    split_bytes: int
+    coalesce: int
+    body: str
+    line_ending: str
+    keepalive: float
+    keepalive_between: bool
+    event_ids: bool
+    retry: Optional[int]
+    bom: bool
+    ending: str
+    fault: str
+    fault_probability: float
+    fault_status: int
+    fault_code: Optional[str]
+    retry_after: int
+    fault_after: int
+    fault_after_seconds: Optional[float]
+    disconnect: str
+    stall: float
+
+    @property
+    def interval(self) -> float:
+        """Seconds between chunks: ``1 / tokens_per_second`` when set, else ``delay``."""
+        return 1.0 / self.tokens_per_second if self.tokens_per_second else self.delay
+
+    @property
+    def error_code(self) -> str:
+        """The fault's Langbase error code."""
+        return self.fault_code or ERROR_CODES.get(self.fault_status, "INTERNAL_SERVER_ERROR"
+                                                   if self.fault_status >= 500 else "BAD_REQUEST")
+
+    def as_dict(self) -> Dict[str, Any]:
+        """Every setting and its value (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    def is_plain(self) -> bool:
+        """True when nothing but pacing differs from the defaults (the fast path)."""
+        return all(getattr(self, name) == s.default for name, s in SETTINGS.items()
+                   if name not in ("seed", "delay", "ttft", "jitter", "tokens_per_second"))
+
+
+def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> Any:
+    def bad() -> InvalidRequest:
+        shown = value if isinstance(value, str) else _json_text(value)
+        return InvalidRequest(
+            "%s: %s = %s is not allowed; use %s." % (source, setting.name, shown[:60], setting.allowed()),
+            setting.name,
+        )
+
+    if value is None or (from_text and isinstance(value, str) and value.strip().lower() in ("null", "none")):
+        if setting.nullable:
+            return None
+        raise bad()
+    if from_text:
+        text = value.strip()
+        if setting.kind in ("int", "float"):
+            try:
+                value = int(text) if setting.kind == "int" else float(text)
+            except ValueError:
+                raise bad() from None
+        elif setting.kind == "bool":
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise bad()
+            value = text.lower() in ("true", "1", "yes")
+        else:
+            value = text
+    kind = setting.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind in ("int", "float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
+            raise bad()
+        if not math.isfinite(value) or not setting.low <= value <= setting.high:
+            raise bad()
+        return int(value) if kind == "int" else float(value)
+    if not isinstance(value, str):
+        raise bad()
+    if kind == "enum" and value not in setting.choices:
+        raise bad()
+    if kind == "str" and not _CODE_RE.fullmatch(value):
+        raise bad()
+    return value
+
+
+def _json_text(value: Any) -> str:
+    import json
+
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def parse_layer(values: Mapping[str, Any], source: str, from_text: bool = False) -> Dict[str, Any]:
+    """Validate one layer of settings: ``{name: value}``.
+
+    ``from_text`` true parses string values (command line, headers: ``"0.5"``, ``"true"``,
+    ``"null"``); otherwise JSON types must match (``mock`` body object). ``source`` names the
+    layer in error messages (``"mock"``, ``"X-Mock-Delay header"``, ``"--mock"``).
+
+    Raises:
+        InvalidRequest: an unknown name (listing the known ones), or a value of the wrong type
+            or out of range (naming the setting and its allowed values).
+    """
+    out = {}
+    for name, value in values.items():
+        setting = SETTINGS.get(name)
+        if setting is None:
+            raise InvalidRequest(
+                "%s: unknown setting %r; known settings: %s." % (source, name, ", ".join(SETTINGS)),
+                name,
+            )
+        out[name] = _parse_value(setting, value, from_text, source)
+    return out
+
+
+def body_layer(value: Any) -> Dict[str, Any]:
+    """Validate the JSON body's ``mock`` object (absent or null: no settings).
+
+    Raises ``InvalidRequest`` when it is not an object, or as ``parse_layer`` does."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest("mock must be an object of scenario settings (see GET /mock/settings).", "mock")
+    return parse_layer(value, "mock")
+
+
+def header_layer(headers: Iterable[Tuple[str, str]]) -> Dict[str, Any]:
+    """Read ``X-Mock-<Setting>`` headers (``X-Mock-Line-Ending: crlf``; case-insensitive, ``-``
+    for ``_``) into a validated layer. Raises ``InvalidRequest`` as ``parse_layer`` does."""
+    out: Dict[str, Any] = {}
+    for key, value in headers:
+        lower = key.lower()
+        if lower.startswith("x-mock-"):
+            name = lower[len("x-mock-"):].replace("-", "_")
+            out.update(parse_layer({name: value}, "%s header" % key, from_text=True))
+    return out
+
+
+def build(seed: int, delay: float, *layers: Mapping[str, Any]) -> Scenario:
+    """Resolve layers (lowest precedence first) over the defaults into a ``Scenario``.
+
+    ``seed`` and ``delay`` are the server's values for those two settings when no layer sets
+    them. Raises ``InvalidRequest`` when settings contradict each other.
+    """
+    values = {name: s.default for name, s in SETTINGS.items()}
+    values["seed"], values["delay"] = seed, delay
+    for layer in layers:
+        for name, value in layer.items():
+            if value is None and name in ("seed", "delay"):
+                continue
+            values[name] = value
+    scenario = Scenario(**values)
+    if scenario.fault_after_seconds is not None and scenario.fault != "disconnect":
+        raise InvalidRequest("fault_after_seconds applies only to fault=disconnect.", "fault_after_seconds")
+    return scenario
+
+
+# --- chunking --------------------------------------------------------------------------------
+
+
+def splitter(scenario: Scenario, rng: random.Random) -> Callable[[str], List[str]]:
+    """The function that cuts a reply (or tool-call arguments) into chunks, per ``chunking``:
+    ``word`` (``pipes.tokenize``), ``char`` (one character each), ``fixed`` (``chunk_size``
+    characters), ``random`` (1 to ``chunk_size`` characters, seeded) or ``whole`` (one chunk).
+    The pieces always join to the input."""
+    mode, size = scenario.chunking, scenario.chunk_size
+    if mode == "word":
+        return tokenize
+    if mode == "char":
+        return list
+    if mode == "whole":
+        return lambda text: [text] if text else []
+    if mode == "fixed":
+        return lambda text: [text[i:i + size] for i in range(0, len(text), size)]
+
+    def random_pieces(text: str) -> List[str]:
+        pieces, i = [], 0
+        while i < len(text):
+            n = rng.randint(1, size)
+            pieces.append(text[i:i + n])
+            i += n
+        return pieces
+
+    return random_pieces
+
+
+def fault_fires(scenario: Scenario, rng: random.Random) -> bool:
+    """Whether this request's fault happens: always for probability 1, never for ``none``,
+    else one seeded draw."""
+    if scenario.fault == "none":
+        return False
+    return scenario.fault_probability >= 1.0 or rng.random() < scenario.fault_probability
+
+
+def planned_seconds(scenario: Scenario, events: int) -> float:
+    """The longest a stream of ``events`` events can be planned to last under ``scenario``."""
+    total = scenario.ttft + max(events - 1, 0) * (scenario.interval + scenario.jitter)
+    if scenario.fault == "stall":
+        total += scenario.stall
+    return total
+
+
+# --- shaping: events → SSE frames with extras, endings, faults and pacing --------------------
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class _Lines:
+    """Rewrites the LF line endings of encoded SSE events per ``line_ending``."""
+
+    def __init__(self, mode: str, rng: random.Random) -> None:
+        self.mode = mode
+        self.rng = rng
+
+    def __call__(self, frame: bytes) -> bytes:
+        if self.mode == "lf":
+            return frame
+        if self.mode == "crlf":
+            return frame.replace(b"\n", b"\r\n")
+        if self.mode == "cr":
+            return frame.replace(b"\n", b"\r")
+        parts = frame.split(b"\n")
+        out = [parts[0]]
+        for part in parts[1:]:
+            out.append(self.rng.choice((b"\n", b"\r\n", b"\r")))
+            out.append(part)
+        return b"".join(out)
+
+
+def shape(
+    events: Iterable[Any],
+    encoder: Any,
+    scenario: Scenario,
+    rng: random.Random,
+    fault: bool,
+) -> Iterator[Step]:
+    """Turn chat events into the shaped plan of a stream body (before byte and HTTP framing).
+
+    ``encoder`` gives ``encode(event) -> bytes`` (one LF-framed SSE event), ``error(status,
+    code, message) -> bytes`` (the format's in-band error event) and ``done`` (the end
+    sentinel event, bytes); ``pipes.ChunkEncoder`` is one.
+
+    Pacing: ``Wait(ttft)`` before the first event and ``Wait(interval ± jitter)`` before each
+    later one; keep-alive comments split long waits. Each event is decorated: ``id:``,
+    ``retry:`` on the first, a BOM before the first, line endings. Then comes the ending
+    (``done`` unless ``ending`` says otherwise). When ``fault`` is true, the fault happens
+    after ``fault_after`` events (before the ending if the stream is shorter):
+    ``error_frame`` sends the error event and ends the body without ``[DONE]``;
+    ``disconnect`` ends with ``Close`` (or at ``fault_after_seconds`` into the stream);
+    ``stall`` waits ``stall`` seconds; ``corrupt`` cuts the next event's JSON in half.
+    When the stream is paced, every write is followed by a ``Wait`` (``Wait(0)`` at least),
+    so each event is its own write.
+    """
+    sc = scenario
+    lines = _Lines(sc.line_ending, rng)
+    comment = lines(b": ping\n\n")
+    sequence = 0
+    elapsed = 0.0
+    kind = sc.fault if fault else "none"
+    timed = kind == "disconnect" and sc.fault_after_seconds is not None
+    paced = sc.interval > 0 or sc.ttft > 0 or sc.jitter > 0
+
+    def decorate(frame: bytes) -> bytes:
+        nonlocal sequence
+        sequence += 1
+        head = b""
+        if sc.event_ids:
+            head += b"id: %d\n" % sequence
+        if sequence == 1 and sc.retry is not None:
+            head += b"retry: %d\n" % sc.retry
+        out = lines(head + frame)
+        if sequence == 1 and sc.bom:
+            out = _BOM + out
+        return out
+
+    def wait(seconds: float) -> Iterator[Step]:
+        """A wait (with jitter), split by keep-alive comments; a timed disconnect cuts it."""
+        nonlocal elapsed
+        if sc.jitter:
+            seconds = max(0.0, seconds + rng.uniform(-sc.jitter, sc.jitter))
+        if timed and elapsed + seconds >= sc.fault_after_seconds:
+            yield Wait(max(0.0, sc.fault_after_seconds - elapsed))
+            yield Close(sc.disconnect == "reset")
+            return
+        elapsed += seconds
+        if sc.keepalive > 0:
+            while seconds > sc.keepalive:
+                yield Wait(sc.keepalive)
+                yield Write(comment)
+                seconds -= sc.keepalive
+        if seconds > 0 or paced:
+            yield Wait(seconds)
+
+    def fire(next_frame: Optional[bytes]) -> Iterator[Step]:
+        """The fault at its point; a ``Close`` or an error frame ends the stream."""
+        if kind == "error_frame":
+            message = "Mock fault: in-band error after %d events (fault=error_frame)." % sent
+            yield Write(decorate(encoder.error(sc.fault_status, sc.error_code, message)))
+        elif kind == "disconnect":
+            yield Close(sc.disconnect == "reset")
+        elif kind == "stall":
+            yield from wait(sc.stall)
+
+    sent = 0
+    fired = timed or kind == "none"
+    first = True
+    for event in events:
+        frame = encoder.encode(event)
+        if not fired and sent == sc.fault_after:
+            fired = True
+            if kind == "corrupt":
+                frame = _corrupt(frame)
+            else:
+                for step in fire(frame):
+                    yield step
+                if kind != "stall":
+                    return  # an error frame or a disconnect ends the stream, with no [DONE]
+        for step in wait(sc.ttft if first else sc.interval):
+            yield step
+            if type(step) is Close:
+                return
+        first = False
+        sent += 1
+        yield Write(decorate(frame))
+        if sc.keepalive_between:
+            yield Write(comment)
+    done = encoder.done
+    if not fired:  # the fault point lies past the last event: it happens before the ending
+        if kind == "corrupt":
+            done = _corrupt(done)
+        else:
+            yield from fire(None)
+            if kind != "stall":
+                return
+    if sc.ending == "no_done":
+        return
+    if paced:
+        yield Wait(0)
+    if sc.ending == "done_no_space":
+        done = done.replace(b"data: ", b"data:", 1)
+    frame = decorate(done)
+    if sc.ending == "no_final_blank_line":
+        frame = frame[:-2] if frame.endswith(b"\r\n\r\n") else frame[:-1]
+    yield Write(frame)
+    if sc.ending == "data_after_done":
+        yield Write(decorate(encoder.encode(TextDelta("[data after DONE]"))))
+    if sc.ending == "no_terminator":
+        yield Close(False)
+
+
+def _corrupt(frame: bytes) -> bytes:
+    """The frame's data cut in half (no longer JSON), still ending with a blank line."""
+    return frame[: max(len(frame) // 2, 7)].rstrip(b"\r\n") + b"\n\n"
+
+
+# --- byte framing: writes → writes -----------------------------------------------------------
+
+
+def _random_cuts(data: bytes, rng: random.Random) -> List[int]:
+    """Seeded cut points, favouring the places parsers get wrong: inside a multi-byte UTF-8
+    character, between CR and LF, and inside the blank line that ends an event."""
+    cuts = set()
+    for i in range(1, len(data)):
+        tricky = (
+            0x80 <= data[i] < 0xC0  # a UTF-8 continuation byte: cutting here splits a character
+            or (data[i - 1] == 0x0D and data[i] == 0x0A)  # between CR and LF
+            or (data[i - 1] in (0x0A, 0x0D) and data[i] in (0x0A, 0x0D))  # inside the blank line
+        )
+        if rng.random() < (0.5 if tricky else 0.05):
+            cuts.add(i)
+    return sorted(cuts)
+
+
+def reframe(plan: Iterable[Step], scenario: Scenario, rng: random.Random) -> Iterator[Step]:
+    """Re-cut a plan's writes per ``framing``: ``event`` (as is), ``split`` (every
+    ``split_bytes`` bytes), ``random`` (seeded cuts, see ``_random_cuts``), ``byte`` (one byte
+    per write) or ``coalesce`` (``coalesce`` writes joined; their waits add up before the joined
+    write). Pieces of one write are separated by ``Wait(0)`` so that each is its own send."""
+    mode = scenario.framing
+    if mode == "event":
+        yield from plan
+        return
+    if mode == "coalesce":
+        held: List[bytes] = []
+        waited = 0.0
+        for step in plan:
+            if type(step) is Write:
+                held.append(step.data)
+                if len(held) == scenario.coalesce:
+                    yield Wait(waited)
+                    yield Write(b"".join(held))
+                    held, waited = [], 0.0
+            elif type(step) is Wait:
+                waited += step.seconds
+            else:
+                if held:
+                    yield Wait(waited)
+                    yield Write(b"".join(held))
+                yield step
+                return
+        if held:
+            yield Wait(waited)
+            yield Write(b"".join(held))
+        return
+    for step in plan:
+        if type(step) is not Write:
+            yield step
+            continue
+        data = step.data
+        if mode == "random":
+            cuts = _random_cuts(data, rng)
+        else:
+            size = 1 if mode == "byte" else scenario.split_bytes
+            cuts = list(range(size, len(data), size))
+        start = 0
+        for cut in cuts + [len(data)]:
+            if start:
+                yield Wait(0)
+            yield Write(data[start:cut])
+            start = cut
