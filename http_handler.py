@@ -491,14 +491,18 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(error.status, error.body(), error.headers)
 
     def _send_stream(
-        self, plan: Iterable[pipes.Step], headers: Iterable[Tuple[str, str]], mode: str
+        self,
+        plan: Iterable[pipes.Step],
+        headers: Iterable[Tuple[str, str]],
+        mode: str = "chunked",
+        content_type: str = "text/event-stream; charset=utf-8",
     ) -> None:
         """Hand the socket and the stream's whole plan, response head included, to the pacer.
 
         ``mode`` is the HTTP body framing (see ``http_body``); an HTTP/1.0 client always gets
         a close-delimited body, since it has no chunked encoding.
         """
-        fixed = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
+        fixed = [("Content-Type", content_type), ("Cache-Control", "no-cache"),
                  ("X-Accel-Buffering", "no")] + list(headers) + [("Connection", "close")]
         self.log_request(200)
 
@@ -543,7 +547,8 @@ class Handler(BaseHTTPRequestHandler):
             scenario.header_layer(self.headers.items()), scenario.body_layer(data.get("mock")),
         )
         rng = pipes.seeded_random(sc.seed, request, "scenario")
-        reply = pipes.choose_reply(request, settings.replies, sc.seed, scenario.splitter(sc, rng))
+        replies = scenario.replies_for(sc, settings.replies)
+        reply = pipes.choose_reply(request, replies, sc.seed, scenario.splitter(sc, rng))
         fault = scenario.fault_fires(sc, rng)
         seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
         if request.stream and seconds > scenario.MAX_STREAM_SECONDS:
@@ -577,7 +582,7 @@ class Handler(BaseHTTPRequestHandler):
         encoder = pipes.ChunkEncoder(reply.id, server.created, settings.model)
         if request.stream:
             shaped = scenario.shape(pipes.reply_events(reply), encoder, sc, rng, fault)
-            self._send_stream(scenario.reframe(shaped, sc, rng), headers, sc.body)
+            self._send_stream(scenario.reframe(shaped, sc, rng), headers, sc.body, sc.content_type)
         else:
             self._send_json(200, pipes.completion_body(reply, encoder), headers)
 

@@ -34,6 +34,7 @@ __all__ = [
     "body_layer",
     "planned_seconds",
     "build",
+    "replies_for",
     "splitter",
     "fault_fires",
     "shape",
@@ -62,8 +63,9 @@ ERROR_CODES = {
 
 class Setting(NamedTuple):
     """One scenario setting: ``name``, ``kind`` (``float``/``int``/``bool``/``enum``/``str``),
-    ``default``, inclusive bounds ``low``/``high`` (numbers), ``choices`` (enums), ``nullable``
-    (``null``/``"none"`` allowed), and ``help``."""
+    ``default``, ``help``, inclusive bounds ``low``/``high`` (numbers; for ``str`` the most
+    characters), ``choices`` (enums), ``nullable`` (``null``/``"none"`` allowed), and for
+    ``str`` a ``pattern`` the whole value must match, described by ``shape``."""
 
     name: str
     kind: str
@@ -73,6 +75,8 @@ class Setting(NamedTuple):
     high: float = 0
     choices: Tuple[str, ...] = ()
     nullable: bool = False
+    pattern: str = r"(?s).*"
+    shape: str = "a string"
 
     def allowed(self) -> str:
         """Human text of the allowed values, used in error messages and ``GET /mock/settings``."""
@@ -81,7 +85,7 @@ class Setting(NamedTuple):
         elif self.kind == "bool":
             text = "true or false"
         elif self.kind == "str":
-            text = "an upper-case error code such as RATE_LIMITED"
+            text = "%s of at most %d characters" % (self.shape, self.high)
         else:
             text = "%s from %s to %s" % ("a whole number" if self.kind == "int" else "a number",
                                          _num(self.low), _num(self.high))
@@ -119,6 +123,18 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
     _S("event_ids", "bool", False, "give every event an 'id:' field (1, 2, 3, ...)"),
     _S("retry", "int", None, "send a 'retry:' field (milliseconds) with the first event", 0, 3600000, nullable=True),
     _S("bom", "bool", False, "start the stream with a UTF-8 byte order mark"),
+    _S("event_name", "str", None, "add an 'event:' line with this name to every event", 0, 64,
+       nullable=True, pattern=r"[A-Za-z0-9_.:-]+", shape="letters, digits and _ . : -"),
+    _S("data_spacing", "enum", "one", "spaces after 'data:' (the spec strips exactly one)",
+       choices=("one", "none", "two")),
+    _S("multiline_data", "bool", False, "spread each JSON payload over several 'data:' lines"),
+    _S("content_type", "enum", "text/event-stream; charset=utf-8", "the stream's Content-Type header",
+       choices=("text/event-stream; charset=utf-8", "text/event-stream", "text/plain",
+                "application/json", "application/octet-stream")),
+    # the reply
+    _S("reply", "int", None, "which reply of the server's set to use, from 0 (default: picked by the seed)",
+       0, 100000, nullable=True),
+    _S("reply_text", "str", None, "use this text as the reply", 0, 20000, nullable=True),
     # endings
     _S("ending", "enum", "normal", "how the stream ends",
        choices=("normal", "no_done", "done_no_space", "data_after_done", "no_final_blank_line", "no_terminator")),
@@ -127,7 +143,8 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
        choices=("none", "http_error", "error_frame", "disconnect", "stall", "corrupt")),
     _S("fault_probability", "float", 1.0, "chance that the fault happens on a request (seeded)", 0, 1),
     _S("fault_status", "int", 500, "HTTP status for fault=http_error (and in an error frame)", 400, 599),
-    _S("fault_code", "str", None, "Langbase error code for the fault (default: from fault_status)", nullable=True),
+    _S("fault_code", "str", None, "Langbase error code for the fault (default: from fault_status)", 0, 64,
+       nullable=True, pattern=r"[A-Z][A-Z0-9_]*", shape="an upper-case code such as RATE_LIMITED"),
     _S("retry_after", "int", 1, "seconds in Retry-After for fault=http_error with status 429 or 503", 0, 86400),
     _S("fault_after", "int", 3, "the fault happens after this many events were sent", 0, 100000),
     _S("fault_after_seconds", "float", None, "fault=disconnect: drop the connection this many seconds into the stream instead",
@@ -136,9 +153,6 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
     _S("stall", "float", 5.0, "fault=stall: seconds the stream stops before going on", 0, 600),
 ]}
 """Every scenario setting by name; the README table and ``GET /mock/settings`` follow it."""
-
-_CODE_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
-
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
@@ -162,6 +176,12 @@ class Scenario:
     event_ids: bool
     retry: Optional[int]
     bom: bool
+    event_name: Optional[str]
+    data_spacing: str
+    multiline_data: bool
+    content_type: str
+    reply: Optional[int]
+    reply_text: Optional[str]
     ending: str
     fault: str
     fault_probability: float
@@ -191,7 +211,8 @@ class Scenario:
     def is_plain(self) -> bool:
         """True when nothing but pacing differs from the defaults (the fast path)."""
         return all(getattr(self, name) == s.default for name, s in SETTINGS.items()
-                   if name not in ("seed", "delay", "ttft", "jitter", "tokens_per_second"))
+                   if name not in ("seed", "delay", "ttft", "jitter", "tokens_per_second", "reply",
+                                   "reply_text"))
 
 
 def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> Any:
@@ -236,7 +257,7 @@ def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> 
         raise bad()
     if kind == "enum" and value not in setting.choices:
         raise bad()
-    if kind == "str" and not _CODE_RE.fullmatch(value):
+    if kind == "str" and (len(value) > setting.high or not re.fullmatch(setting.pattern, value)):
         raise bad()
     return value
 
@@ -312,7 +333,27 @@ def build(seed: int, delay: float, *layers: Mapping[str, Any]) -> Scenario:
     scenario = Scenario(**values)
     if scenario.fault_after_seconds is not None and scenario.fault != "disconnect":
         raise InvalidRequest("fault_after_seconds applies only to fault=disconnect.", "fault_after_seconds")
+    if scenario.reply is not None and scenario.reply_text is not None:
+        raise InvalidRequest("Set reply or reply_text, not both.", "reply")
     return scenario
+
+
+def replies_for(scenario: Scenario, replies: Tuple[str, ...]) -> Tuple[str, ...]:
+    """The reply set a run picks from: ``reply_text`` alone, the ``reply``-th of ``replies``,
+    or all of ``replies``.
+
+    Raises:
+        InvalidRequest: ``reply`` is past the end of ``replies``.
+    """
+    if scenario.reply_text is not None:
+        return (scenario.reply_text,)
+    if scenario.reply is not None:
+        if scenario.reply >= len(replies):
+            raise InvalidRequest(
+                "reply = %d is not allowed; this server has %d replies, so use 0 to %d."
+                % (scenario.reply, len(replies), len(replies) - 1), "reply")
+        return (replies[scenario.reply],)
+    return replies
 
 
 # --- chunking --------------------------------------------------------------------------------
@@ -363,6 +404,7 @@ def planned_seconds(scenario: Scenario, events: int) -> float:
 # --- shaping: events → SSE frames with extras, endings, faults and pacing --------------------
 
 _BOM = b"\xef\xbb\xbf"
+_DATA_LINE = re.compile(rb"(?m)^data: ")
 
 
 class _Lines:
@@ -423,7 +465,13 @@ def shape(
     def decorate(frame: bytes) -> bytes:
         nonlocal sequence
         sequence += 1
+        if sc.multiline_data:
+            frame = frame.replace(b',"', b',\ndata: "')  # compact JSON: only structural commas
+        if sc.data_spacing != "one":
+            frame = _DATA_LINE.sub(b"data:" if sc.data_spacing == "none" else b"data:  ", frame)
         head = b""
+        if sc.event_name is not None:
+            head += b"event: %s\n" % sc.event_name.encode("ascii")
         if sc.event_ids:
             head += b"id: %d\n" % sequence
         if sequence == 1 and sc.retry is not None:

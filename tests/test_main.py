@@ -57,12 +57,30 @@ class ParseArgsTest(unittest.TestCase):
                 self.assertEqual(ctx.exception.code, 2)
                 self.assertIn("error:", err.getvalue())
 
+    def test_mock_flags_and_environment_give_server_scenario_layer(self):
+        s = main.parse_args(["--mock", "line_ending=crlf", "--mock", "fault=disconnect"], env={})
+        self.assertEqual(dict(s.mock), {"line_ending": "crlf", "fault": "disconnect"})
+        s = main.parse_args([], env={"LB_MOCK_SCENARIO": "event_ids=true, delay=0.5"})
+        self.assertEqual(dict(s.mock), {"event_ids": True, "delay": 0.5})
+
+    def test_bad_mock_flag_exits_2_naming_the_setting(self):
+        for argv, needle in ((["--mock", "dealy=1"], "unknown setting 'dealy'"),
+                             (["--mock", "line_ending"], "SETTING=VALUE"),
+                             (["--mock", "framing=zigzag"], "framing"),
+                             (["--mock", "fault_after_seconds=1"], "fault=disconnect")):
+            with self.subTest(argv=argv):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as ctx:
+                    main.parse_args(argv, env={})
+                self.assertEqual(ctx.exception.code, 2)
+                self.assertIn(needle, err.getvalue())
+
     def test_help_names_every_option(self):
         out = io.StringIO()
         with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
             main.parse_args(["--help"], env={})
         for flag in ("--host", "--port", "--delay", "--seed", "--replies", "--strict-threads", "--api-key",
-                     "--cors-origins", "--max-body-bytes", "--log-level", "--workers"):
+                     "--cors-origins", "--max-body-bytes", "--log-level", "--workers", "--mock"):
             self.assertIn(flag, out.getvalue())
 
 

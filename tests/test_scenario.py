@@ -49,7 +49,8 @@ class SettingsTest(unittest.TestCase):
                  ({"chunking": "token"}, "one of word, char, fixed, random, whole"),
                  ({"event_ids": 1}, "true or false"), ({"chunk_size": 2.5}, "a whole number"),
                  ({"ttft": None}, "a number"), ({"delay": float("nan")}, "a number"),
-                 ({"fault_code": "lower"}, "upper-case"), ({"fault_status": 200}, "400 to 599")]
+                 ({"fault_code": "lower"}, "upper-case"), ({"fault_status": 200}, "400 to 599"),
+                 ({"event_name": "a b"}, "letters, digits"), ({"reply_text": "x" * 20001}, "20000 characters")]
         for values, allowed in cases:
             with self.subTest(values=values), self.assertRaises(InvalidRequest) as ctx:
                 parse_layer(values, "mock")
@@ -142,6 +143,36 @@ class ShapeTest(unittest.TestCase):
         self.assertAlmostEqual(steps[6].seconds, 0.2)
         self.assertEqual(steps[7], Write(frames()[1]))
         self.assertEqual(steps.count(ping), 6)
+
+    def test_event_name_spacing_and_multiline_data(self):
+        named = body_of(plan(event_name="message", event_ids=True))
+        self.assertTrue(named.startswith(b"event: message\nid: 1\ndata: {"))
+        self.assertEqual(named.count(b"event: message\n"), 5)
+        self.assertEqual(body_of(plan(data_spacing="none")), body_of(plan()).replace(b"data: ", b"data:"))
+        self.assertEqual(body_of(plan(data_spacing="two")), body_of(plan()).replace(b"data: ", b"data:  "))
+        multi = body_of(plan(multiline_data=True))
+        events = multi.split(b"\n\n")[:-1]
+        self.assertGreater(events[0].count(b"\ndata: "), 3)
+        for event, frame in zip(events, body_of(plan()).split(b"\n\n")):
+            joined = b"\n".join(line[6:] for line in event.split(b"\n"))
+            self.assertEqual(json.loads(joined) if joined != b"[DONE]" else joined,
+                             json.loads(frame[6:]) if frame != b"data: [DONE]" else b"[DONE]")
+
+    def test_data_spacing_keeps_content_that_mentions_data(self):
+        events = [Start(""), TextDelta("data: x"), Finish("stop", Usage(1, 1))]
+        body = body_of(plan(events=events, data_spacing="none"))
+        self.assertIn(b'"content":"data: x"', body)
+
+    def test_reply_and_reply_text_choose_the_set(self):
+        replies = ("a", "b", "c")
+        self.assertEqual(scenario.replies_for(sc(), replies), replies)
+        self.assertEqual(scenario.replies_for(sc(reply=1), replies), ("b",))
+        self.assertEqual(scenario.replies_for(sc(reply_text="mine"), replies), ("mine",))
+        with self.assertRaises(InvalidRequest) as ctx:
+            scenario.replies_for(sc(reply=3), replies)
+        self.assertIn("use 0 to 2", ctx.exception.message)
+        with self.assertRaises(InvalidRequest):
+            sc(reply=0, reply_text="x")
 
     def test_endings(self):
         base = b"".join(frames())
@@ -337,6 +368,14 @@ class HttpScenarioTest(unittest.TestCase):
                     self.assertNotIn(b"Transfer-Encoding", head)
                     self.assertEqual(b"Content-Length: %d" % len(rest) in head, mode == "buffered")
                     self.assertEqual(rest, plain)
+
+    def test_content_type_and_reply_text(self):
+        with RunningServer() as s:
+            r = self.stream(s, {"mock": {"content_type": "text/plain", "reply_text": "Line\u2028sep\u0085x"}})
+        self.assertEqual(r.header("Content-Type"), "text/plain")
+        text = "".join(json.loads(d)["choices"][0]["delta"].get("content", "") for d in support.sse_data(r.body)[:-1])
+        self.assertEqual(text, "Line\u2028sep\u0085x")
+        self.assertIn("\u2028sep".encode("utf-8"), r.body)  # raw, not a \\u escape
 
     def test_framing_modes_keep_the_bytes(self):
         with RunningServer() as s:
