@@ -85,7 +85,7 @@ class Setting(NamedTuple):
         elif self.kind == "bool":
             text = "true or false"
         elif self.kind == "str":
-            text = "%s of at most %d characters" % (self.shape, self.high)
+            text = "%s (at most %d characters)" % (self.shape, self.high)
         else:
             text = "%s from %s to %s" % ("a whole number" if self.kind == "int" else "a number",
                                          _num(self.low), _num(self.high))

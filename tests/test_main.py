@@ -84,6 +84,16 @@ class ParseArgsTest(unittest.TestCase):
             self.assertIn(flag, out.getvalue())
 
 
+class ReadmeTest(unittest.TestCase):
+    def test_readme_documents_every_option(self):
+        with open(os.path.join(support.ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        for action in main._build_parser({})._actions:
+            for flag in action.option_strings:
+                if flag.startswith("--") and flag != "--help":
+                    self.assertIn("`%s" % flag, readme)
+
+
 class BannerTest(unittest.TestCase):
     def test_banner_has_url_and_curl_line(self):
         with support.RunningServer() as s:

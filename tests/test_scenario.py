@@ -84,6 +84,14 @@ class SettingsTest(unittest.TestCase):
         self.assertEqual(sc(tokens_per_second=20).interval, 0.05)
 
 
+class ReadmeTest(unittest.TestCase):
+    def test_readme_documents_every_setting(self):
+        with open(support.ROOT + "/README.md", encoding="utf-8") as f:
+            readme = f.read()
+        for name in scenario.SETTINGS:
+            self.assertIn("| `%s` |" % name, readme)
+
+
 class ChunkingTest(unittest.TestCase):
     TEXT = "Hello, w\u00f6rld \U0001f680!"
 
