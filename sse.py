@@ -24,6 +24,10 @@ __all__ = ["encode_event", "dumps_compact", "DONE"]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
+# One encoder for every call: json.dumps with keyword arguments builds a new one each time,
+# which costs about 1 µs more per frame.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
 DONE = b"data: [DONE]\n\n"
 """The OpenAI end-of-stream sentinel event, as the Langbase and OpenAI SDKs expect it."""
 
@@ -39,7 +43,7 @@ def dumps_compact(obj: Any) -> str:
         ValueError: for NaN or infinite floats, which ``JSON.parse`` in browsers rejects.
         TypeError: for values JSON cannot represent.
     """
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODE(obj)
 
 
 def encode_event(

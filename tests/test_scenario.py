@@ -8,7 +8,8 @@ import unittest
 from tests import support
 from tests.support import RunningServer, call, connect, request_bytes
 import scenario
-from pipes import ChunkEncoder, Close, Finish, Start, TextDelta, Usage, Wait, Write
+from pipes import (ChunkEncoder, Close, Finish, Start, TextDelta, Usage, Wait, Write, choose_reply,
+                   parse_run_request, reply_events)
 from scenario import build, header_layer, parse_layer, reframe, shape, splitter
 from threads import InvalidRequest
 
@@ -26,6 +27,11 @@ def plan(fires=False, events=EVENTS, **settings):
     """The whole shaped and re-framed plan; ``fires`` says whether the fault happens."""
     s = sc(**settings)
     return list(reframe(shape(iter(events), ENC, s, random.Random(1), fires), s, random.Random(2)))
+
+
+def reply_events_of(text):
+    request = parse_run_request({"messages": []})
+    return reply_events(choose_reply(request, (text,), 0))
 
 
 def frames(**settings):
@@ -113,6 +119,15 @@ class ChunkingTest(unittest.TestCase):
 class ShapeTest(unittest.TestCase):
     def test_default_zero_delay_is_frames_then_done_without_waits(self):
         self.assertEqual(plan(), [Write(f) for f in frames()] + [Write(b"data: [DONE]\n\n")])
+
+    def test_plain_path_equals_general_path(self):
+        events = list(reply_events_of("One, two three!"))
+        for settings in ({}, {"delay": 0.5}, {"ttft": 1.5}, {"delay": 0.1, "ttft": 0.2}, {"tokens_per_second": 4}):
+            with self.subTest(settings=settings):
+                s = sc(**settings)
+                self.assertTrue(s.is_plain())
+                self.assertEqual(list(scenario._plain(iter(events), ENC, s.ttft, s.interval)),
+                                 list(scenario._shaped(iter(events), ENC, s, random.Random(0), False)))
 
     def test_paced_every_event_its_own_write(self):
         steps = plan(delay=0.5, ttft=2.0)
