@@ -176,12 +176,14 @@ class Pacer:
             for key, mask in self._selector.select(timeout):
                 stream = key.data
                 if stream is None:
-                    self._wake_pending = False
+                    # Drain first, then clear the flag; incoming streams are taken after that
+                    # (top of the loop), so a submit racing with this always gets picked up.
                     try:
                         while self._wake_r.recv(4096):
                             pass
                     except (BlockingIOError, OSError):
                         pass
+                    self._wake_pending = False
                     continue
                 if mask & _READ:
                     self._on_readable(stream)

@@ -1,6 +1,7 @@
 """Tests of the pacer over real socket pairs: delivery, hang-ups, back-pressure, shutdown."""
 
 import socket
+import threading
 import time
 import unittest
 
@@ -95,6 +96,44 @@ class PacerTest(unittest.TestCase):
             self.assertEqual(support.read_all(bad_client), b"partial")
         self.pacer.submit(good_server, iter([Write(b"fine")]))
         self.assertEqual(support.read_all(good_client), b"fine")
+
+
+class PacerWakeTest(unittest.TestCase):
+    def test_submits_from_many_threads_are_all_taken(self):
+        # Regression: the wake flag was cleared before the wake socket was drained, so a submit
+        # landing in between left the flag set forever and later submits were never picked up.
+        pacer = Pacer()
+        pacer.start()
+        self.addCleanup(pacer.stop, 0.5)
+        threads, per_thread = 16, 100
+        clients = []
+        lock = threading.Lock()
+
+        def submit_many():
+            for _ in range(per_thread):
+                server, client = socket.socketpair()
+                client.settimeout(support.TIMEOUT)
+                with lock:
+                    clients.append(client)
+                pacer.submit(server, iter([Write(b"ok")]))
+
+        workers = [threading.Thread(target=submit_many) for _ in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        try:
+            for client in clients:
+                self.assertEqual(support.read_all(client), b"ok")
+            # And the pacer still wakes up for a submit after everything went quiet.
+            server, client = socket.socketpair()
+            client.settimeout(support.TIMEOUT)
+            clients.append(client)
+            pacer.submit(server, iter([Write(b"late")]))
+            self.assertEqual(support.read_all(client), b"late")
+        finally:
+            for client in clients:
+                client.close()
 
 
 class PacerStopTest(unittest.TestCase):
