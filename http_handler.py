@@ -546,9 +546,10 @@ class Handler(BaseHTTPRequestHandler):
             settings.seed, settings.delay, dict(settings.mock),
             scenario.header_layer(self.headers.items()), scenario.body_layer(data.get("mock")),
         )
-        rng = pipes.seeded_random(sc.seed, request, "scenario")
+        digest = pipes.request_digest(request)
+        rng = pipes.seeded_random(sc.seed, digest, "scenario")
         replies = scenario.replies_for(sc, settings.replies)
-        reply = pipes.choose_reply(request, replies, sc.seed, scenario.splitter(sc, rng))
+        reply = pipes.choose_reply(request, replies, sc.seed, scenario.splitter(sc, rng), digest)
         fault = scenario.fault_fires(sc, rng)
         seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
         if request.stream and seconds > scenario.MAX_STREAM_SECONDS:

@@ -45,6 +45,7 @@ __all__ = [
     "Write",
     "Close",
     "seeded_random",
+    "request_digest",
     "parse_run_request",
     "parse_replies",
     "tokenize",
@@ -367,13 +368,18 @@ def _sample_value(schema: Any, rng: random.Random, depth: int = 0) -> Any:
     return "example"
 
 
-def seeded_random(seed: int, request: RunRequest, purpose: str) -> random.Random:
-    """A ``random.Random`` fixed by ``seed``, the request's content and ``purpose`` (so the
-    reply and, say, the scenario's draws are independent but each reproducible)."""
+def request_digest(request: RunRequest) -> str:
+    """A hex SHA-256 of what decides a reply: the messages, variables, tools and tool_choice."""
     material = dumps_compact(
         [request.messages, request.variables, request.tools, request.tool_choice]
     ).encode("utf-8")
-    digest = hashlib.sha256(material).hexdigest()
+    return hashlib.sha256(material).hexdigest()
+
+
+def seeded_random(seed: int, digest: str, purpose: str) -> random.Random:
+    """A ``random.Random`` fixed by ``seed``, a request's ``digest`` (``request_digest``) and
+    ``purpose``, so the reply and, say, the scenario's draws are independent but each
+    reproducible."""
     return random.Random("%d:%s:%s" % (seed, digest, purpose))
 
 
@@ -382,6 +388,7 @@ def choose_reply(
     replies: Sequence[str],
     seed: int,
     split: Callable[[str], List[str]] = tokenize,
+    digest: Optional[str] = None,
 ) -> Reply:
     """Pick the reply for ``request``, deterministically from ``seed`` and the request.
 
@@ -392,11 +399,12 @@ def choose_reply(
     its JSON-schema ``parameters`` (enum → first value, string → ``"example"``, numbers and
     booleans → sample values).
 
+    ``digest`` is ``request_digest(request)`` when the caller has it already.
     ``split`` cuts the text (or the arguments) into the pieces that stream (default
     ``tokenize``). Usage: ``prompt_tokens`` = ``tokenize`` pieces in every message's text;
     ``completion_tokens`` = the reply's pieces.
     """
-    rng = seeded_random(seed, request, "reply")
+    rng = seeded_random(seed, digest or request_digest(request), "reply")
     completion_id = "chatcmpl-%032x" % rng.getrandbits(128)
     prompt_tokens = sum(len(tokenize(_text_of(m["content"]))) for m in request.messages)
     last_role = request.messages[-1]["role"] if request.messages else None

@@ -154,6 +154,10 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
 ]}
 """Every scenario setting by name; the README table and ``GET /mock/settings`` follow it."""
 
+_SHAPING = tuple(name for name in SETTINGS if name not in (
+    "seed", "delay", "ttft", "jitter", "tokens_per_second", "reply", "reply_text"))
+"""Settings that change a stream's bytes beyond pacing and the reply."""
+
 @dataclasses.dataclass(frozen=True)
 class Scenario:
     """A resolved scenario: one attribute per entry of ``SETTINGS`` (same names, validated
@@ -205,14 +209,15 @@ class Scenario:
                                                    if self.fault_status >= 500 else "BAD_REQUEST")
 
     def as_dict(self) -> Dict[str, Any]:
-        """Every setting and its value (JSON-ready)."""
-        return dataclasses.asdict(self)
+        """Every setting and its value (JSON-ready; every value is a scalar)."""
+        return {name: getattr(self, name) for name in SETTINGS}
 
     def is_plain(self) -> bool:
-        """True when nothing but pacing differs from the defaults (the fast path)."""
-        return all(getattr(self, name) == s.default for name, s in SETTINGS.items()
-                   if name not in ("seed", "delay", "ttft", "jitter", "tokens_per_second", "reply",
-                                   "reply_text"))
+        """True when nothing but pacing and the reply differ from the defaults (the fast path)."""
+        for name in _SHAPING:
+            if getattr(self, name) != SETTINGS[name].default:
+                return False
+        return True
 
 
 def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> Any:
