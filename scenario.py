@@ -119,7 +119,7 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
     # SSE extras
     _S("line_ending", "enum", "lf", "SSE line endings", choices=("lf", "crlf", "cr", "mixed")),
     _S("keepalive", "float", 0.0, "send a ': ping' comment every this many seconds of waiting (0 = never)", 0, 600),
-    _S("keepalive_between", "bool", False, "send a ': ping' comment between every two events"),
+    _S("keepalive_between", "bool", False, "send a ': ping' comment after every event"),
     _S("event_ids", "bool", False, "give every event an 'id:' field (1, 2, 3, ...)"),
     _S("retry", "int", None, "send a 'retry:' field (milliseconds) with the first event", 0, 3600000, nullable=True),
     _S("bom", "bool", False, "start the stream with a UTF-8 byte order mark"),
@@ -412,6 +412,10 @@ _BOM = b"\xef\xbb\xbf"
 _DATA_LINE = re.compile(rb"(?m)^data: ")
 
 
+_ENDINGS = (b"\n", b"\r\n", b"\r")
+_AFTER_CR = (b"\r\n", b"\r")
+
+
 class _Lines:
     """Rewrites the LF line endings of encoded SSE events per ``line_ending``."""
 
@@ -428,8 +432,13 @@ class _Lines:
             return frame.replace(b"\n", b"\r")
         parts = frame.split(b"\n")
         out = [parts[0]]
-        for part in parts[1:]:
-            out.append(self.rng.choice((b"\n", b"\r\n", b"\r")))
+        previous = b""
+        for line, part in zip(parts, parts[1:]):
+            # A CR ending followed at once by an LF ending would read as one CRLF and merge
+            # two events, so after a CR the next ending of an empty line is never a lone LF.
+            choices = _AFTER_CR if previous == b"\r" and not line else _ENDINGS
+            previous = self.rng.choice(choices)
+            out.append(previous)
             out.append(part)
         return b"".join(out)
 
@@ -500,9 +509,11 @@ def _shaped(
     timed = kind == "disconnect" and sc.fault_after_seconds is not None
     paced = sc.interval > 0 or sc.ttft > 0 or sc.jitter > 0
 
-    def decorate(frame: bytes) -> bytes:
+    def decorate(frame: bytes, last: bool = False) -> bytes:
         nonlocal sequence
         sequence += 1
+        if last:
+            frame = frame[:-1]  # no blank line after the final event (LF form, before endings)
         if sc.multiline_data:
             frame = frame.replace(b',"', b',\ndata: "')  # compact JSON: only structural commas
         if sc.data_spacing != "one":
@@ -584,10 +595,7 @@ def _shaped(
         yield Wait(0)
     if sc.ending == "done_no_space":
         done = done.replace(b"data: ", b"data:", 1)
-    frame = decorate(done)
-    if sc.ending == "no_final_blank_line":
-        frame = frame[:-2] if frame.endswith(b"\r\n\r\n") else frame[:-1]
-    yield Write(frame)
+    yield Write(decorate(done, last=sc.ending == "no_final_blank_line"))
     if sc.ending == "data_after_done":
         yield Write(decorate(encoder.encode(TextDelta("[data after DONE]"))))
     if sc.ending == "no_terminator":

@@ -38,6 +38,20 @@ def frames(**settings):
     return [ENC.encode(e) for e in EVENTS]
 
 
+def _spec_events(body):
+    """The data of every event a WHATWG-conformant parser dispatches (no BOM handling)."""
+    lines = body.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    events, data = [], []
+    for line in lines[:-1]:  # the text after the last line ending is not a complete line
+        if line == "":
+            if data:
+                events.append("\n".join(data))
+            data = []
+        elif line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+    return events
+
+
 def body_of(steps):
     return b"".join(s.data for s in steps if type(s) is Write)
 
@@ -150,6 +164,26 @@ class ShapeTest(unittest.TestCase):
                  if m in mixed.replace(b"\r\n", b"\x00" if m != b"\r\n" else b"\r\n")}
         self.assertEqual(kinds, {b"\r\n", b"\r", b"\n"})
         self.assertEqual(mixed, body_of(plan(line_ending="mixed")))
+
+    def test_mixed_endings_never_merge_events(self):
+        # Regression: a CR ending then an LF ending read as one CRLF, merging two events.
+        for seed in range(40):
+            s = sc(line_ending="mixed")
+            body = b"".join(st.data for st in shape(iter(EVENTS), ENC, s, random.Random(seed), False)
+                            if type(st) is Write)
+            events = _spec_events(body)
+            self.assertEqual(len(events), 5, (seed, body))
+            self.assertEqual(events[-1], "[DONE]")
+
+    def test_no_final_blank_line_with_any_endings(self):
+        for ending in ("lf", "crlf", "cr", "mixed"):
+            for seed in range(10):
+                s = sc(line_ending=ending, ending="no_final_blank_line")
+                body = b"".join(st.data for st in shape(iter(EVENTS), ENC, s, random.Random(seed), False)
+                                if type(st) is Write)
+                with self.subTest(ending=ending, seed=seed):
+                    self.assertEqual(len(_spec_events(body)), 4)  # [DONE] is never dispatched
+                    self.assertRegex(body, rb"\[DONE\](\r\n|\r|\n)$")
 
     def test_ids_retry_bom_and_comments(self):
         body = body_of(plan(event_ids=True, retry=3000, bom=True, keepalive_between=True))
