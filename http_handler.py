@@ -287,12 +287,14 @@ _UNSET_TOKENS = ("undefined", "null", "None")
 class Handler(BaseHTTPRequestHandler):
     """One connection's requests (HTTP/1.1 keep-alive), answered per the Langbase API.
 
-    Set on the server object: ``settings`` (see ``main.Settings``), ``store``
+    Set on the server object: ``settings`` (see ``main.Settings``), ``park(sock, address)``,
+    ``store``
     (``threads.ThreadStore``), ``pacer`` (``pacer.Pacer``), ``clock`` (seconds, float),
     ``new_id`` (UUID string factory) and ``started`` (monotonic seconds at start).
 
-    After a stream's headers are sent the socket belongs to the pacer: ``detached`` is then
-    true and the server must not close the socket.
+    Once a stream is handed to the pacer, or an idle keep-alive connection is parked, the
+    socket is no longer the handler's: ``detached`` is then true and the server must not close
+    it.
     """
 
     protocol_version = "HTTP/1.1"
@@ -300,6 +302,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     disable_nagle_algorithm = True
     detached = False
+    requests_seen = 0
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -337,6 +340,32 @@ class Handler(BaseHTTPRequestHandler):
         if self.request_version == "HTTP/0.9":
             self.request_version = "HTTP/1.0"  # an unparsable request line: still send headers
         self._send_api_error(error)
+
+    def handle_one_request(self) -> None:
+        """Answer one request, after the pacer's due frames (``Pacer.yield_to_streams``).
+
+        On a keep-alive connection with no next request waiting yet, park the connection with
+        the server instead of blocking a handler thread on it; it comes back to a handler
+        thread when its next request arrives.
+        """
+        if self.requests_seen and not self._request_waiting():
+            self.server.park(self.connection, self.client_address)
+            self.detached = True
+            self.close_connection = True
+            return
+        self.requests_seen += 1
+        self.server.pacer.yield_to_streams()
+        super().handle_one_request()
+
+    def _request_waiting(self) -> bool:
+        """True if bytes of a next request are buffered or readable now (never blocks)."""
+        self.connection.setblocking(False)
+        try:
+            return bool(self.rfile.peek(1))
+        except OSError:
+            return True  # let the normal path meet the error
+        finally:
+            self.connection.settimeout(self.timeout)
 
     def do_GET(self) -> None:
         self._handle()

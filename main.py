@@ -37,6 +37,9 @@ __all__ = ["Settings", "Server", "parse_args", "make_server", "main"]
 
 log = logging.getLogger("langbase-mock")
 
+ACCEPT_QUEUE = 4096
+"""Most accepted connections waiting for a handler thread; beyond it, the kernel's queue."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -65,7 +68,7 @@ class Settings:
     cors_origins: Tuple[str, ...] = ("*",)
     max_body_bytes: int = 1024 * 1024
     request_timeout: float = 5.0
-    workers: int = 32
+    workers: int = 4
     max_threads: int = 100_000
     max_messages: int = 10_000
     log_level: str = "info"
@@ -154,8 +157,9 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     a("--request-timeout", type=_positive_float, default=default("LB_MOCK_REQUEST_TIMEOUT", "5"),
       help="seconds a connection may idle or stall while a request is read (default 5) "
            "[LB_MOCK_REQUEST_TIMEOUT]")
-    a("--workers", type=_positive_int, default=default("LB_MOCK_WORKERS", "32"),
-      help="request handler threads (default 32); streams do not hold one [LB_MOCK_WORKERS]")
+    a("--workers", type=_positive_int, default=default("LB_MOCK_WORKERS", "4"),
+      help="request handler threads (default 4); neither streams nor idle keep-alive "
+           "connections hold one [LB_MOCK_WORKERS]")
     a("--max-threads", type=_positive_int, default=default("LB_MOCK_MAX_THREADS", "100000"),
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
     a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
@@ -218,10 +222,11 @@ class Server(ThreadingHTTPServer):
     """The HTTP server: accepts connections, answers them on a fixed pool of handler threads,
     and owns the settings, the thread store and the pacer.
 
-    Connections wait in the kernel's accept queue (backlog as large as the kernel allows)
-    while every handler thread is busy, so a burst of thousands of clients costs no threads.
-    A stream's socket is handed to the pacer once its headers are sent, which frees the
-    handler thread at once.
+    Accepted connections wait in a bounded queue (then in the kernel's accept queue, backlog
+    as large as the kernel allows) while every handler thread is busy, so a burst of thousands
+    of clients costs no threads. A stream's socket is handed to the pacer once the request is
+    validated, and an idle keep-alive connection is parked with the pacer, so a handler thread
+    is only ever busy with a request that is arriving or being answered.
     """
 
     daemon_threads = True
@@ -247,7 +252,10 @@ class Server(ThreadingHTTPServer):
         self.runs = pipes.RunLog()
         self.started = time.monotonic()
         self.created = int(clock())  # every chunk's "created": replays stay byte-identical
-        self._jobs: "queue.Queue[Optional[Tuple[socket.socket, tuple]]]" = queue.Queue(settings.workers)
+        # Accepted connections wait here (bounded) rather than in the kernel's accept queue,
+        # whose overflow drops SYNs and costs clients seconds of retransmit timers.
+        self._jobs: "queue.Queue[Optional[Tuple[socket.socket, tuple]]]" = queue.Queue(ACCEPT_QUEUE)
+
         self._stopping = threading.Event()
         self._workers: List[threading.Thread] = []
         self._serving = False
@@ -279,6 +287,18 @@ class Server(ThreadingHTTPServer):
             except queue.Full:
                 continue
         self.shutdown_request(request)
+
+    def park(self, request: socket.socket, client_address: tuple) -> None:
+        """Hold an idle keep-alive connection in the pacer's selector (no thread waits on it)
+        until its next request arrives, or close it after ``request_timeout`` seconds idle."""
+
+        def ready(sock: socket.socket) -> None:
+            try:
+                self._jobs.put_nowait((sock, client_address))
+            except queue.Full:
+                self.shutdown_request(sock)
+
+        self.pacer.park(request, self.settings.request_timeout, ready)
 
     def _work(self) -> None:
         while True:

@@ -16,6 +16,7 @@ Behaviour:
   ``write_timeout`` seconds is dropped;
 - a client hang-up (EOF or error on read, ``EPIPE``/``ECONNRESET`` on send) ends only that stream,
   quietly (logged at DEBUG);
+- idle keep-alive connections can be parked here (``park``) so that no thread waits on them;
 - ``stop()`` finishes every open stream at full speed (waits skipped) within a bound, then closes
   what is left.
 """
@@ -31,7 +32,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Callable, Deque, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Set, Tuple
 
 from pipes import Close, Write
 
@@ -61,6 +62,17 @@ class _Stream:
         self.started = now
 
 
+class _Parked:
+    """An idle keep-alive connection waiting for its next request."""
+
+    __slots__ = ("sock", "ready", "closed")
+
+    def __init__(self, sock: socket.socket, ready: Callable[[socket.socket], None]) -> None:
+        self.sock = sock
+        self.ready = ready
+        self.closed = False
+
+
 class Pacer:
     """Run stream plans on non-blocking sockets from one thread.
 
@@ -88,14 +100,29 @@ class Pacer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, _READ, None)
-        self._incoming: Deque[Tuple[socket.socket, Iterator]] = collections.deque()
+        self._incoming: Deque[Tuple[socket.socket, Any]] = collections.deque()  # plan or (_Parked, timeout)
         self._wake_pending = False
         self._streams: Dict[int, _Stream] = {}
-        self._heap: List[Tuple[float, int, _Stream, bool]] = []
+        self._parked: Set[_Parked] = set()
+        self._heap: List[Tuple[float, int, Any, bool]] = []  # (due, seq, _Stream or _Parked, is_timeout)
         self._seq = itertools.count()
         self._stopping = False
         self._drain_until = 0.0
+        self.busy = False  # the pacer is sending frames that are due (see yield_to_streams)
         self._thread = threading.Thread(target=self._run, name="pacer", daemon=True)
+
+    def yield_to_streams(self, limit: float = 0.02) -> None:
+        """Let due frames go first: called by a handler thread before it starts on a request,
+        this waits (sleeping, so the pacer can have the interpreter) while the pacer is sending
+        due frames, for at most ``limit`` seconds so that new requests are never starved.
+
+        Without it a burst of requests takes the interpreter lock from the pacer each time it
+        sends, and frames of streams already running arrive late."""
+        if not self.busy:
+            return
+        deadline = time.monotonic() + limit
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.0005)
 
     @property
     def open_streams(self) -> int:
@@ -116,6 +143,17 @@ class Pacer:
             _close(sock)
             return
         self._incoming.append((sock, plan))
+        self._wake()
+
+    def park(self, sock: socket.socket, idle_timeout: float, ready: Callable[[socket.socket], None]) -> None:
+        """Watch an idle connection: when it becomes readable (a request, or the client
+        closing), call ``ready(sock)`` from the pacer thread, which must not block; after
+        ``idle_timeout`` seconds with nothing, close it. Thread-safe; the pacer owns the socket
+        until ``ready`` is called."""
+        if self._stopping:
+            _close(sock)
+            return
+        self._incoming.append((sock, (_Parked(sock, ready), idle_timeout)))
         self._wake()
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -149,6 +187,9 @@ class Pacer:
         finally:
             for stream in list(self._streams.values()):
                 self._close(stream, "shutdown")
+            for parked in list(self._parked):
+                self._unpark(parked)
+                _close(parked.sock)
             while self._incoming:
                 _close(self._incoming.popleft()[0])
 
@@ -185,14 +226,23 @@ class Pacer:
                         pass
                     self._wake_pending = False
                     continue
+                if type(stream) is _Parked:
+                    self._unpark(stream)
+                    stream.ready(stream.sock)
+                    continue
                 if mask & _READ:
                     self._on_readable(stream)
                 if mask & _WRITE and not stream.closed:
                     self._flush(stream)
             now = clock()
+            self.busy = bool(heap) and heap[0][0] <= now
             while heap and heap[0][0] <= now:
                 due, _, stream, is_timeout = heapq.heappop(heap)
                 if stream.closed:
+                    continue
+                if type(stream) is _Parked:
+                    self._unpark(stream)
+                    _close(stream.sock)  # idle for too long
                     continue
                 if is_timeout:
                     if stream.out and now - stream.blocked_since >= self._write_timeout:
@@ -201,12 +251,32 @@ class Pacer:
                 if stream.due != due or stream.out:
                     continue  # a stale timer
                 self._advance(stream, now)
+            self.busy = False
+
+    def _unpark(self, parked: _Parked) -> None:
+        parked.closed = True
+        self._parked.discard(parked)
+        try:
+            self._selector.unregister(parked.sock)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def _take_incoming(self) -> None:
         now = self._clock()
         incoming = self._incoming
         while incoming:
             sock, plan = incoming.popleft()
+            if type(plan) is tuple:
+                parked, idle_timeout = plan
+                try:
+                    sock.setblocking(False)
+                    self._selector.register(sock, _READ, parked)
+                except (OSError, ValueError):
+                    _close(sock)
+                    continue
+                self._parked.add(parked)
+                heapq.heappush(self._heap, (now + idle_timeout, next(self._seq), parked, True))
+                continue
             try:
                 sock.setblocking(False)
                 stream = _Stream(sock, plan, now)

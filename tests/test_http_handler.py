@@ -450,6 +450,24 @@ class KeepAliveTest(unittest.TestCase):
                 sock.sendall(request_bytes("POST", "/v1/pipes/run", json.dumps(HELLO).encode()))
                 self.assertEqual(reader.read().status, 200)
 
+    def test_idle_keep_alive_connection_holds_no_handler_thread(self):
+        with RunningServer(workers=1, request_timeout=60) as s, connect(s.port) as idle:
+            reader = ResponseReader(idle)
+            idle.sendall(request_bytes("GET", "/health"))
+            self.assertEqual(reader.read().status, 200)
+            # The only handler thread is not stuck waiting on the idle connection.
+            for _ in range(3):
+                self.assertEqual(call(s.port, "GET", "/health").status, 200)
+            # And the parked connection is served again when its next request comes.
+            idle.sendall(request_bytes("POST", "/v1/pipes/run", json.dumps(HELLO).encode()))
+            self.assertEqual(reader.read().status, 200)
+
+    def test_pipelined_requests_all_answered(self):
+        with RunningServer(workers=1) as s, connect(s.port) as sock:
+            sock.sendall(request_bytes("GET", "/health") * 3)
+            reader = ResponseReader(sock)
+            self.assertEqual([reader.read().status for _ in range(3)], [200, 200, 200])
+
     def test_idle_connection_closed_after_request_timeout(self):
         with RunningServer(request_timeout=0.2) as s, connect(s.port) as sock:
             self.assertEqual(support.read_all(sock), b"")
