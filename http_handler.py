@@ -17,16 +17,19 @@ It reads its configuration from the server object (``server.settings``, ``server
 
 from __future__ import annotations
 
+import dataclasses
 import http
 import json
+import random
 import logging
 import re
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
 
+import formats
 import pipes
 import scenario
 from sse import dumps_compact
@@ -87,15 +90,27 @@ class ApiError(Exception):
     code = "INTERNAL_SERVER_ERROR"
 
     def __init__(
-        self, message: str, *, headers: Iterable[Tuple[str, str]] = (), close: bool = False
+        self, message: str, *, headers: Iterable[Tuple[str, str]] = (), close: bool = False,
+        param: Optional[str] = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.headers = list(headers)
         self.close = close
+        self.param = param
 
-    def body(self) -> dict:
-        """``{"error": {"code", "status", "message", "docs"}}`` (``pipes.error_envelope``)."""
+    def body(self, style: str = "langbase") -> dict:
+        """The error body in a route's own shape: ``langbase`` (``{"error": {"code", "status",
+        "message", "docs"}}``, ``pipes.error_envelope``), ``openai`` (``{"error": {"message",
+        "type", "param", "code"}}``), ``lobe`` (``{"body", "errorType"}``) or ``plain``
+        (``{"error": "<message>"}``)."""
+        if style == "openai":
+            return formats.openai_error(self.status, self.message, self.param,
+                                        self.code if isinstance(self, MockFault) and self.explicit_code else None)
+        if style == "lobe":
+            return formats.lobe_error(self.status, self.code, self.message)
+        if style == "plain":
+            return {"error": self.message}
         return pipes.error_envelope(self.status, self.code, self.message)
 
 
@@ -150,15 +165,17 @@ class PayloadTooLarge(ApiError):
 class MockFault(ApiError):
     """The error a scenario's ``fault=http_error`` asks for: any status and code."""
 
-    def __init__(self, status: int, code: str, message: str, headers: Iterable[Tuple[str, str]]) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Iterable[Tuple[str, str]],
+                 explicit_code: bool = False) -> None:
         super().__init__(message, headers=headers)
         self.status, self.code = status, code
+        self.explicit_code = explicit_code  # set by fault_code, so OpenAI's body shows it too
 
 
 def _domain_error(exc: Exception) -> ApiError:
     """Map a ``threads`` domain error to its API error (the one table of that mapping)."""
     if isinstance(exc, InvalidRequest):
-        return BadRequest(exc.message)
+        return BadRequest(exc.message, param=exc.param)
     if isinstance(exc, ThreadNotFound):
         return NotFound("Thread %r not found." % exc.thread_id)
     if isinstance(exc, ThreadExists):
@@ -186,6 +203,13 @@ ROUTES: List[Tuple[str, "re.Pattern[str]", str]] = [
         ("DELETE", r"/v1/threads/" + _THREAD, "threads_delete"),
         ("GET", r"/v1/threads/" + _THREAD + r"/messages", "messages_list"),
         ("POST", r"/v1/threads/" + _THREAD + r"/messages", "messages_append"),
+        ("POST", r"/v1/chat/completions", "chat_completions"),
+        ("GET", r"/v1/models", "models"),
+        ("POST", r"/api/chat", "lobe_chat"),
+        ("POST", r"/api/stream", "lifecycle"),
+        ("GET", r"/api/events", "events"),
+        ("POST", r"/api/generate", "generate"),
+        ("GET", r"/api/stream/(?P<session_id>[^/]+)/(?P<message_id>[^/]+)", "token_stream"),
         ("GET", r"/mock/settings", "mock_settings"),
         ("GET", r"/mock/runs", "mock_runs"),
         ("GET", r"/mock/runs/(?P<run_id>[^/]+)", "mock_run"),
@@ -303,6 +327,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     detached = False
     requests_seen = 0
+    error_style = "langbase"
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -391,9 +416,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         self.request_id = str(uuid.uuid4())
+        path = urlsplit(self.path).path
+        self.error_style = error_style(path)
         try:
             body = self._read_body()
-            path = urlsplit(self.path).path
             if path.startswith("/v1/") or path == "/v1":
                 self._check_auth()
             name, params = resolve(self.command, path)
@@ -494,6 +520,8 @@ class Handler(BaseHTTPRequestHandler):
         request_id = getattr(self, "request_id", None)
         if request_id:
             out.append(("lb-request-id", request_id))
+            if self.error_style == "openai":
+                out.append(("x-request-id", request_id))
         return out
 
     def _send_common_headers(self) -> None:
@@ -517,7 +545,11 @@ class Handler(BaseHTTPRequestHandler):
     def _send_api_error(self, error: ApiError) -> None:
         if error.close:
             self.close_connection = True
-        self._send_json(error.status, error.body(), error.headers)
+        headers = list(error.headers)
+        if self.error_style == "openai" and isinstance(error, MockFault):
+            # The same request draws the same fault again, so an SDK retry cannot succeed.
+            headers.append(("x-should-retry", "false"))
+        self._send_json(error.status, error.body(self.error_style), headers)
 
     def _send_stream(
         self,
@@ -553,27 +585,32 @@ class Handler(BaseHTTPRequestHandler):
         """``GET /`` and ``GET /health``: service, version, uptime, threads, open streams."""
         server = self.server
         status = {
-            "status": "ok",
+            "status": "healthy",
             "service": SERVICE,
             "version": VERSION,
             "uptime_seconds": round(time.monotonic() - server.started, 3),
             "threads": len(server.store),
             "open_streams": server.pacer.open_streams,
+            "generations": len(server.tokens),
         }
         if urlsplit(self.path).path == "/":
             status["endpoints"] = ["%s %s" % (m, p.pattern) for m, p, _ in ROUTES]
         self._send_json(200, status)
 
-    def route_pipes_run(self, body: bytes) -> None:
-        """``POST /v1/pipes/run``: a reply as JSON or as an SSE stream, shaped by the scenario,
-        stored in a thread, and recorded as ground truth under its run id."""
+    # -- one run, in any wire format -----------------------------------------------------------
+
+    def _prepare_run(self, request: pipes.RunRequest, mock: Any, layers: Iterable[dict] = (),
+                     wire: str = "langbase", model: Optional[str] = None) -> "_Run":
+        """Resolve the scenario (server flags < ``X-Mock-*`` headers < ``layers`` < the body's
+        ``mock``), choose the reply, draw the fault, and record the run's ground truth.
+
+        Raises ``MockFault`` for ``fault=http_error`` (recorded, nothing stored) and
+        ``BadRequest`` for a stream planned to last too long."""
         server = self.server
         settings = server.settings
-        data = self._object_body(body)
-        request = pipes.parse_run_request(data)
         sc = scenario.build(
             settings.seed, settings.delay, dict(settings.mock),
-            scenario.header_layer(self.headers.items()), scenario.body_layer(data.get("mock")),
+            scenario.header_layer(self.headers.items()), *layers, scenario.body_layer(mock),
         )
         digest = pipes.request_digest(request)
         rng = pipes.seeded_random(sc.seed, digest, "scenario")
@@ -589,32 +626,161 @@ class Handler(BaseHTTPRequestHandler):
         run_id = server.new_id()
         headers = [("lb-mock-seed", str(sc.seed)), ("lb-mock-run-id", run_id)]
         record = {
-            "run_id": run_id, "seed": sc.seed, "stream": request.stream, "thread_id": None,
-            "id": reply.id, "created": server.created, "model": settings.model,
-            "text": reply.text, "deltas": list(reply.pieces),
+            "run_id": run_id, "format": wire, "seed": sc.seed, "stream": request.stream,
+            "thread_id": None, "id": reply.id, "created": server.created,
+            "model": model or settings.model, "text": reply.text, "deltas": list(reply.pieces),
             "tool_calls": pipes.reply_message(reply)["tool_calls"],
             "usage": reply.usage.as_dict(), "finish_reason": reply.finish_reason,
             "fault": sc.fault if fault else None, "scenario": sc.as_dict(),
         }
+        server.runs.add(run_id, record)
         if fault and sc.fault == "http_error":
-            server.runs.add(run_id, record)
             raise MockFault(sc.fault_status, sc.error_code,
                             "Mock fault: HTTP %d (fault=http_error)." % sc.fault_status,
-                            headers + _fault_headers(sc))
-        thread_id = server.store.record_run(
-            request.thread_id,
-            request.messages + [pipes.reply_message(reply)],
-            create_missing=not settings.strict_threads,
-        )
-        record["thread_id"] = thread_id
-        server.runs.add(run_id, record)
-        headers.insert(0, ("lb-thread-id", thread_id))
-        encoder = pipes.ChunkEncoder(reply.id, server.created, settings.model)
-        if request.stream:
-            shaped = scenario.shape(pipes.reply_events(reply), encoder, sc, rng, fault)
-            self._send_stream(scenario.reframe(shaped, sc, rng), headers, sc.body, sc.content_type)
+                            headers + _fault_headers(sc), explicit_code=sc.fault_code is not None)
+        return _Run(request, sc, rng, reply, fault, run_id, record, headers)
+
+    def _stream_run(self, run: "_Run", encoder: Any, events: Iterator[pipes.Event],
+                    waits: Optional[Iterator[float]] = None,
+                    headers: Iterable[Tuple[str, str]] = ()) -> None:
+        """Shape ``events`` with the run's scenario, encode them with ``encoder``, and send."""
+        sc = run.scenario
+        shaped = scenario.shape(events, encoder, sc, run.rng, run.fault, waits)
+        self._send_stream(scenario.reframe(shaped, sc, run.rng), list(headers) + run.headers,
+                          sc.body, sc.content_type)
+
+    def _store_run(self, run: "_Run", thread_id: Optional[str], create_missing: bool) -> str:
+        thread_id = self.server.store.record_run(
+            thread_id, run.request.messages + [pipes.reply_message(run.reply)], create_missing)
+        run.record["thread_id"] = thread_id
+        return thread_id
+
+    # -- routes: Langbase --------------------------------------------------------------------
+
+    def route_pipes_run(self, body: bytes) -> None:
+        """``POST /v1/pipes/run``: a reply as JSON or as an SSE stream, shaped by the scenario,
+        stored in a thread, and recorded as ground truth under its run id."""
+        data = self._object_body(body)
+        run = self._prepare_run(pipes.parse_run_request(data), data.get("mock"))
+        thread_id = self._store_run(run, run.request.thread_id, not self.server.settings.strict_threads)
+        headers = [("lb-thread-id", thread_id)]
+        encoder = pipes.ChunkEncoder(run.reply.id, self.server.created, self.server.settings.model)
+        if run.request.stream:
+            self._stream_run(run, encoder, pipes.reply_events(run.reply), headers=headers)
         else:
-            self._send_json(200, pipes.completion_body(reply, encoder), headers)
+            self._send_json(200, pipes.completion_body(run.reply, encoder), headers + run.headers)
+
+    # -- routes: OpenAI Chat Completions ----------------------------------------------------
+
+    def route_chat_completions(self, body: bytes) -> None:
+        """``POST /v1/chat/completions``: OpenAI's ``chat.completion`` or its chunk stream."""
+        data = self._object_body(body)
+        request, model, include_usage = formats.parse_chat_completion(data)
+        run = self._prepare_run(request, data.get("mock"), wire="openai", model=model)
+        encoder = formats.OpenAIChunkEncoder(run.reply.id, self.server.created, model, include_usage)
+        if request.stream:
+            self._stream_run(run, encoder, pipes.reply_events(run.reply))
+        else:
+            self._send_json(200, encoder.completion(run.reply), run.headers)
+
+    def route_models(self, body: bytes) -> None:
+        """``GET /v1/models``: ``{"object": "list", "data": [{"id", "object": "model",
+        "created", "owned_by"}]}`` with the mock's model."""
+        self._send_json(200, {"object": "list", "data": [{
+            "id": self.server.settings.model, "object": "model",
+            "created": self.server.created, "owned_by": SERVICE}]})
+
+    # -- routes: Lobe Chat, message lifecycle, EventSource, token streams --------------------
+
+    def route_lobe_chat(self, body: bytes) -> None:
+        """``POST /api/chat``: Lobe Chat's named-event stream."""
+        data = self._object_body(body)
+        request, model = formats.parse_lobe_chat(data)
+        request = request._replace(stream=True)
+        run = self._prepare_run(request, data.get("mock"), wire="lobe", model=model)
+        encoder = formats.LobeEncoder(run.reply.id)
+        self._stream_run(run, encoder, encoder.events(run.reply))
+
+    def route_lifecycle(self, body: bytes) -> None:
+        """``POST /api/stream``: message-lifecycle events; with ``chatId`` the user messages
+        and the whole reply are stored in that thread."""
+        data = self._object_body(body)
+        request, chat_id, model = formats.parse_lifecycle(data)
+        request = request._replace(stream=True, tools=[], tool_choice=None)
+        run = self._prepare_run(request, data.get("mock"), wire="lifecycle", model=model)
+        if chat_id is not None:
+            users = [m for m in request.messages if m["role"] == "user"]
+            run.record["thread_id"] = self.server.store.record_run(
+                chat_id, users + [pipes.reply_message(run.reply)], create_missing=True)
+        encoder = formats.LifecycleEncoder("msg_" + run.reply.id[len("chatcmpl-"):])
+        self._stream_run(run, encoder, encoder.events(run.reply))
+
+    def route_events(self, body: bytes) -> None:
+        """``GET /api/events?prompt=…``: OpenAI chunks for ``EventSource``, with ``id:`` on
+        every event and ``retry:``; ``Last-Event-ID`` resumes after that event, and a stream
+        already delivered in full answers 204 so the browser stops reconnecting. Other query
+        parameters are scenario settings."""
+        query = parse_qs(urlsplit(self.path).query, keep_blank_values=True)
+        prompt = query.pop("prompt", [None])[-1]
+        if not prompt:
+            raise BadRequest("Add ?prompt=<text> to the URL.", param="prompt")
+        last = self.headers.get("Last-Event-ID") or query.pop("lastEventId", [None])[-1]
+        query.pop("lastEventId", None)
+        after = 0
+        if last:
+            if not last.isdigit() or len(last) > 9:
+                raise BadRequest("Last-Event-ID must be an event id this stream sent (1, 2, ...).")
+            after = int(last)
+        layer = scenario.parse_layer({k: v[-1] for k, v in query.items()}, "query string", from_text=True)
+        request = pipes.parse_run_request({"messages": [{"role": "user", "content": prompt}], "stream": True})
+        run = self._prepare_run(request, None, layers=[layer], wire="eventsource")
+        encoder = formats.EventSourceEncoder(run.reply.id, self.server.created, self.server.settings.model,
+                                             EVENTSOURCE_RETRY_MS, after)
+        if after >= encoder.total(run.reply):
+            self.send_response(204)
+            self._send_common_headers()
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        run = run._replace(scenario=_resumed(run.scenario, after))
+        self._stream_run(run, encoder, encoder.events(run.reply))
+
+    def route_generate(self, body: bytes) -> None:
+        """``POST /api/generate``: start a generation for ``(sessionId, chatMessageId)`` in the
+        token buffer and return at once (202)."""
+        data = self._object_body(body)
+        request, key = formats.parse_generate(data)
+        request = request._replace(stream=True, tools=[], tool_choice=None)
+        run = self._prepare_run(request, data.get("mock"), wire="tokens")
+        sc = run.scenario
+        try:
+            self.server.tokens.start(key, run.reply.pieces, sc.ttft, sc.interval, run.run_id, sc, run.fault)
+        except formats.GenerationExists:
+            raise Conflict("A generation for session %r, message %r is already running." % key) from None
+        except OverflowError:
+            raise UsageExceeded("The token buffer is full (%d generations); wait for old ones to "
+                                "expire." % self.server.tokens.limit) from None
+        self._send_json(202, {"sessionId": key[0], "chatMessageId": key[1], "status": "started",
+                              "stream": "/api/stream/%s/%s" % key, "runId": run.run_id}, run.headers)
+
+    def route_token_stream(self, body: bytes, session_id: str, message_id: str) -> None:
+        """``GET /api/stream/{sessionId}/{chatMessageId}``: the generation's tokens, from the
+        start (or after ``Last-Event-ID``), paced by when each token is produced."""
+        tokens = self.server.tokens
+        generation = tokens.get((session_id, message_id))
+        if generation is None:
+            raise NotFound("No generation for session %r, message %r (never started, or expired "
+                           "%d s after it finished)." % (session_id, message_id, tokens.ttl))
+        last = self.headers.get("Last-Event-ID")
+        after = int(last) if last and last.isdigit() and len(last) <= 9 else 0
+        after = min(after, len(generation.tokens))
+        sc = _resumed(generation.scenario, after)
+        run = _Run(None, sc, random.Random("%s:%d" % (generation.run_id, after)), None,
+                   generation.fault, generation.run_id, {},
+                   [("lb-mock-seed", str(sc.seed)), ("lb-mock-run-id", generation.run_id)])
+        events = (pipes.TextDelta(t) for t in generation.tokens[after:])
+        self._stream_run(run, formats.TokenEncoder(after), events,
+                         waits=iter(tokens.schedule(generation, after)))
 
     def route_mock_settings(self, body: bytes) -> None:
         """``GET /mock/settings``: every scenario setting with its type, default and allowed values."""
@@ -686,6 +852,44 @@ def _fault_headers(sc: scenario.Scenario) -> List[Tuple[str, str]]:
         out += [("x-ratelimit-limit", "60"), ("x-ratelimit-remaining", "0"),
                 ("x-ratelimit-reset", str(sc.retry_after))]
     return out
+
+
+class _Run(NamedTuple):
+    """A prepared run: ``request``, resolved ``scenario``, its seeded ``rng``, the ``reply``,
+    whether the ``fault`` fires, ``run_id``, the ground-truth ``record`` and the ``headers``
+    every response of the run carries (``lb-mock-seed``, ``lb-mock-run-id``)."""
+
+    request: Any
+    scenario: scenario.Scenario
+    rng: random.Random
+    reply: Any
+    fault: bool
+    run_id: str
+    record: dict
+    headers: List[Tuple[str, str]]
+
+
+EVENTSOURCE_RETRY_MS = 1000
+"""The ``retry:`` hint (milliseconds) on ``GET /api/events`` streams."""
+
+
+def _resumed(sc: scenario.Scenario, after: int) -> scenario.Scenario:
+    """The scenario for a stream resumed after ``after`` events: a fault point counted from the
+    stream's start stays where it was."""
+    if not after:
+        return sc
+    return dataclasses.replace(sc, fault_after=max(0, sc.fault_after - after), ttft=0.0)
+
+
+def error_style(path: str) -> str:
+    """Which error body shape a path answers with (see ``ApiError.body``)."""
+    if path in ("/v1/chat/completions", "/v1/models"):
+        return "openai"
+    if path == "/api/chat":
+        return "lobe"
+    if path.startswith("/api/"):
+        return "plain"
+    return "langbase"
 
 
 def _path_thread_id(value: str) -> str:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
+import formats
 import pipes
 from http_handler import SERVICE, VERSION, Handler
 from pacer import Pacer
@@ -250,6 +251,7 @@ class Server(ThreadingHTTPServer):
         )
         self.pacer = Pacer()
         self.runs = pipes.RunLog()
+        self.tokens = formats.TokenBroker(time.monotonic)
         self.started = time.monotonic()
         self.created = int(clock())  # every chunk's "created": replays stay byte-identical
         # Accepted connections wait here (bounded) rather than in the kernel's accept queue,

@@ -28,7 +28,7 @@ import threading
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from sse import DONE, dumps_compact, encode_event
-from threads import InvalidRequest, check_thread_id, parse_messages
+from threads import ROLES, InvalidRequest, check_thread_id, parse_messages
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -288,12 +288,13 @@ def _parse_tool_choice(value: Any, tools: List[dict]) -> Optional[str]:
     )
 
 
-def parse_run_request(body: Any) -> RunRequest:
+def parse_run_request(body: Any, roles: Tuple[str, ...] = ROLES) -> RunRequest:
     """Validate a ``POST /v1/pipes/run`` JSON body and return a ``RunRequest``.
 
     ``messages`` is required unless ``variables`` is given (an empty array is allowed, as the
     Python SDK sends by default). ``threadId`` and ``thread_id`` are both accepted (the Python
     SDK sends the latter); ``stream`` must be a boolean when present; unknown keys are ignored.
+    ``roles`` are the message roles allowed (Langbase's by default).
 
     Raises:
         InvalidRequest: naming the first bad field.
@@ -302,7 +303,7 @@ def parse_run_request(body: Any) -> RunRequest:
         raise InvalidRequest("request body must be a JSON object")
     if "messages" not in body and "variables" not in body:
         raise InvalidRequest("messages is required (an array of message objects)", "messages")
-    messages = parse_messages(body.get("messages", []))
+    messages = parse_messages(body.get("messages", []), roles=roles)
     variables = _parse_variables(body.get("variables"))
     thread_id = None
     for key in ("threadId", "thread_id"):

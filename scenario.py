@@ -449,21 +449,32 @@ def shape(
     scenario: Scenario,
     rng: random.Random,
     fault: bool,
+    waits: Optional[Iterator[float]] = None,
 ) -> Iterator[Step]:
     """Turn chat events into the shaped plan of a stream body (before byte and HTTP framing).
 
-    See ``_shaped`` for what each setting does. A scenario that changes nothing but
-    ``delay``/``ttft`` takes a lean path (``_plain``) with the same steps and less work per
-    event; the tests hold the two to the same output.
+    See ``_shaped`` for what each setting does. ``waits``, when given, yields the seconds to
+    wait before each event instead of ``ttft``/``delay`` (a token-stream subscriber follows
+    its generation's timeline). A scenario that changes nothing but pacing takes a lean path
+    (``_plain``) with the same steps and less work per event; the tests hold the two to the
+    same output.
     """
     if not fault and not scenario.jitter and scenario.is_plain():
-        return _plain(events, encoder, scenario.ttft, scenario.interval)
-    return _shaped(events, encoder, scenario, rng, fault)
+        return _plain(events, encoder, scenario.ttft, scenario.interval, waits)
+    return _shaped(events, encoder, scenario, rng, fault, waits)
 
 
-def _plain(events: Iterable[Any], encoder: Any, ttft: float, interval: float) -> Iterator[Step]:
+def _plain(
+    events: Iterable[Any], encoder: Any, ttft: float, interval: float,
+    waits: Optional[Iterator[float]] = None,
+) -> Iterator[Step]:
     encode = encoder.encode
-    if interval > 0 or ttft > 0:
+    if waits is not None:
+        for event in events:
+            yield Wait(next(waits, 0.0))
+            yield Write(encode(event))
+        yield Wait(0)
+    elif interval > 0 or ttft > 0:
         first = True
         for event in events:
             yield Wait(ttft if first else interval)
@@ -482,6 +493,7 @@ def _shaped(
     scenario: Scenario,
     rng: random.Random,
     fault: bool,
+    waits: Optional[Iterator[float]] = None,
 ) -> Iterator[Step]:
     """The general path of ``shape``.
 
@@ -507,7 +519,7 @@ def _shaped(
     elapsed = 0.0
     kind = sc.fault if fault else "none"
     timed = kind == "disconnect" and sc.fault_after_seconds is not None
-    paced = sc.interval > 0 or sc.ttft > 0 or sc.jitter > 0
+    paced = sc.interval > 0 or sc.ttft > 0 or sc.jitter > 0 or waits is not None
 
     def decorate(frame: bytes, last: bool = False) -> bytes:
         nonlocal sequence
@@ -572,7 +584,11 @@ def _shaped(
                     yield step
                 if kind != "stall":
                     return  # an error frame or a disconnect ends the stream, with no [DONE]
-        for step in wait(sc.ttft if first else sc.interval):
+        if waits is not None:
+            before = next(waits, 0.0)
+        else:
+            before = sc.ttft if first else sc.interval
+        for step in wait(before):
             yield step
             if type(step) is Close:
                 return

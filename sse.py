@@ -62,21 +62,22 @@ def encode_event(
         id: the last-event-ID (``id:`` field), or ``None``.
         retry: the reconnection time in milliseconds (``retry:`` field), or ``None``.
 
-    Fields are written in the order ``event``, ``id``, ``retry``, ``data``.
+    Fields are written in the order ``id``, ``event``, ``retry``, ``data`` (as Lobe Chat writes
+    them; the order means nothing to a parser).
 
     Raises:
         ValueError: if ``event`` or ``id`` contains CR or LF, ``id`` contains U+0000, ``retry``
             is negative or not an ``int``, or no field at all is given.
     """
     lines = []
-    if event is not None:
-        if _LINE_BREAK.search(event):
-            raise ValueError("SSE event name must not contain CR or LF")
-        lines.append("event: " + event)
     if id is not None:
         if _LINE_BREAK.search(id) or "\0" in id:
             raise ValueError("SSE id must not contain CR, LF or NUL")
         lines.append("id: " + id)
+    if event is not None:
+        if _LINE_BREAK.search(event):
+            raise ValueError("SSE event name must not contain CR or LF")
+        lines.append("event: " + event)
     if retry is not None:
         if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
             raise ValueError("SSE retry must be a non-negative int of milliseconds")

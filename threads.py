@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
     "ROLES",
@@ -119,10 +119,12 @@ def _parse_content(value: Any, param: str) -> Any:
     )
 
 
-def parse_messages(value: Any, param: str = "messages", thread: bool = False) -> List[dict]:
+def parse_messages(
+    value: Any, param: str = "messages", thread: bool = False, roles: Tuple[str, ...] = ROLES
+) -> List[dict]:
     """Validate a list of Langbase message objects (``langbase-api`` Message / ThreadMessage).
 
-    Each message: ``role`` (one of ``ROLES``, required), ``content`` (string, content-part
+    Each message: ``role`` (one of ``roles``, by default ``ROLES``; required), ``content`` (string, content-part
     array or null; required unless the message has ``tool_calls``), optional ``name`` and
     ``tool_call_id`` (strings), ``tool_calls`` (array of objects); with ``thread=True`` also
     ``attachments`` (array) and ``metadata`` (string map). Unknown keys are ignored.
@@ -141,9 +143,9 @@ def parse_messages(value: Any, param: str = "messages", thread: bool = False) ->
         if not isinstance(msg, dict):
             raise InvalidRequest("%s must be an object" % where, where)
         role = msg.get("role")
-        if role not in ROLES:
+        if role not in roles:
             raise InvalidRequest(
-                "%s.role must be one of %s" % (where, ", ".join(ROLES)), where + ".role"
+                "%s.role must be one of %s" % (where, ", ".join(roles)), where + ".role"
             )
         tool_calls = msg.get("tool_calls")
         if tool_calls is not None and (

@@ -262,7 +262,7 @@ class StatusTest(unittest.TestCase):
             call(s.port, "POST", "/v1/threads", {})
             health = call(s.port, "GET", "/health").json()
             root = call(s.port, "GET", "/").json()
-        self.assertEqual(health["status"], "ok")
+        self.assertEqual(health["status"], "healthy")
         self.assertEqual(health["service"], "langbase-mock")
         self.assertEqual(health["threads"], 1)
         self.assertEqual(health["open_streams"], 0)

@@ -14,7 +14,7 @@ class EncodeEventTest(unittest.TestCase):
         ({"data": "a\r\nb\rc"}, b"data: a\ndata: b\ndata: c\n\n"),
         ({"data": "a\n"}, b"data: a\ndata: \n\n"),
         ({"data": "x", "event": "text", "id": "7", "retry": 3000},
-         b"event: text\nid: 7\nretry: 3000\ndata: x\n\n"),
+         b"id: 7\nevent: text\nretry: 3000\ndata: x\n\n"),
         ({"data": "caf\u00e9 \U0001f680"}, "data: caf\u00e9 \U0001f680\n\n".encode("utf-8")),
         ({"data": "line\u2028sep"}, "data: line\u2028sep\n\n".encode("utf-8")),
         ({"id": ""}, b"id: \n\n"),

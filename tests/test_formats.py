@@ -1,0 +1,361 @@
+"""The other wire formats: encoders and the token buffer without sockets, then each route over a
+real socket (byte shapes, errors in the format's own shape, scenarios applied, resume)."""
+
+import json
+import threading
+import unittest
+
+from tests import support
+from tests.support import RunningServer, call, connect, request_bytes
+import formats
+import scenario
+from pipes import Finish, Start, TextDelta, ToolCallDelta, Usage, parse_run_request, choose_reply
+from threads import InvalidRequest
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def events_of(body, text_key=None):
+    """``[(id, event, data), ...]`` of an LF-framed SSE body (data joined with LF)."""
+    out = []
+    for block in body.decode("utf-8").split("\n\n")[:-1]:
+        fields = {"id": None, "event": None, "data": []}
+        for line in block.split("\n"):
+            name, _, value = line.partition(": ")
+            if name == "data":
+                fields["data"].append(value)
+            elif name in ("id", "event"):
+                fields[name] = value
+        out.append((fields["id"], fields["event"], "\n".join(fields["data"])))
+    return out
+
+
+def cut_body(raw):
+    """The de-chunked body of a response whose chunked body may have been cut off."""
+    rest = raw.split(b"\r\n\r\n", 1)[1]
+    out = []
+    while rest:
+        size_line, sep, rest = rest.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        out.append(rest[:size])
+        rest = rest[size + 2:]
+    return b"".join(out)
+
+
+def truth(s, response):
+    return call(s.port, "GET", "/mock/runs/" + response.header("lb-mock-run-id")).json()
+
+
+class EncoderTest(unittest.TestCase):
+    def test_openai_include_usage_adds_null_usage_and_a_last_usage_chunk(self):
+        enc = formats.OpenAIChunkEncoder("c", 1, "m", include_usage=True)
+        chunk = json.loads(enc.encode(TextDelta("x"))[6:])
+        self.assertIsNone(chunk["usage"])
+        finish, last = enc.encode(Finish("stop", Usage(2, 3))).split(b"\n\n")[:2]
+        self.assertIsNone(json.loads(finish[6:])["usage"])
+        self.assertEqual(json.loads(last[6:])["choices"], [])
+        self.assertEqual(json.loads(last[6:])["usage"], {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5})
+        plain = formats.OpenAIChunkEncoder("c", 1, "m", include_usage=False)
+        self.assertNotIn(b"usage", plain.encode(TextDelta("x")) + plain.encode(Finish("stop", Usage(1, 1))))
+
+    def test_lobe_events_exact_bytes(self):
+        enc = formats.LobeEncoder("chatcmpl-1")
+        self.assertEqual(enc.encode(TextDelta("Hi")), b'id: chatcmpl-1\nevent: text\ndata: "Hi"\n\n')
+        self.assertEqual(
+            enc.encode(ToolCallDelta(0, "call_1", "f", "")),
+            b'id: chatcmpl-1\nevent: tool_calls\ndata: [{"function":{"arguments":"","name":"f"},'
+            b'"id":"call_1","index":0,"type":"function"}]\n\n')
+        self.assertIn(b'"id":"call_1"', enc.encode(ToolCallDelta(0, None, None, "{}")))
+        self.assertEqual(
+            enc.encode(Finish("stop", Usage(2, 3))),
+            b'id: chatcmpl-1\nevent: stop\ndata: "stop"\n\n'
+            b'id: chatcmpl-1\nevent: usage\ndata: {"inputTextTokens":2,"outputTextTokens":3,'
+            b'"totalInputTokens":2,"totalOutputTokens":3,"totalTokens":5}\n\n')
+        self.assertIsNone(enc.done)
+
+    def test_lifecycle_events_exact_bytes(self):
+        enc = formats.LifecycleEncoder("msg_1")
+        out = enc.encode(Start("")) + enc.encode(TextDelta("Hi")) + enc.encode(TextDelta("!")) + \
+            enc.encode(Finish("stop", Usage(1, 2)))
+        self.assertEqual(out, b'event: message-start\ndata: {"messageId":"msg_1"}\n\n'
+                              b'event: message-chunk\ndata: {"messageId":"msg_1","content":"Hi","done":false}\n\n'
+                              b'event: message-chunk\ndata: {"messageId":"msg_1","content":"!","done":false}\n\n'
+                              b'event: message-complete\ndata: {"messageId":"msg_1","fullContent":"Hi!"}\n\n')
+        self.assertEqual(enc.error(500, "X", "boom"), b'event: error\ndata: {"message":"boom","code":"X","status":500}\n\n')
+
+    def test_token_encoder_ids_end_and_error(self):
+        enc = formats.TokenEncoder(after=4)
+        self.assertEqual(enc.encode(TextDelta("a")), b'id: 5\ndata: {"token":"a"}\n\n')
+        self.assertEqual(enc.done, b"data: __END__\n\n")
+        self.assertEqual(enc.error(500, "X", "boom"), b'data: {"error":"boom"}\n\n')
+
+    def test_eventsource_ids_retry_and_total(self):
+        reply = choose_reply(parse_run_request({"messages": HI}), ("A b.",), 0)
+        self.assertEqual(formats.EventSourceEncoder.total(reply), 1 + 3 + 1 + 1)
+        enc = formats.EventSourceEncoder("c", 1, "m", 1000, after=2)
+        events = list(enc.events(reply))
+        self.assertEqual(events[0], TextDelta(" b"))
+        self.assertTrue(enc.encode(events[0]).startswith(b"id: 3\nretry: 1000\ndata: {"))
+        self.assertTrue(enc.encode(events[1]).startswith(b"id: 4\ndata: {"))
+        enc.encode(events[2])
+        self.assertEqual(enc.done, b"id: 6\ndata: [DONE]\n\n")
+
+    def test_parsers_name_the_field(self):
+        cases = [
+            (formats.parse_chat_completion, {"messages": HI}, "model"),
+            (formats.parse_chat_completion, {"model": "m", "messages": []}, "messages"),
+            (formats.parse_chat_completion, {"model": "m", "messages": HI, "stream_options": {"include_usage": True}}, "stream_options"),
+            (formats.parse_chat_completion, {"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+            (formats.parse_lobe_chat, {"model": "m"}, "messages"),
+            (formats.parse_lifecycle, {"messages": []}, "messages"),
+            (formats.parse_lifecycle, {"messages": HI, "chatId": "bad id"}, "chatId"),
+            (formats.parse_generate, {"chatMessageId": "m", "prompt": "x"}, "sessionId"),
+            (formats.parse_generate, {"sessionId": "s", "chatMessageId": "m"}, "messages"),
+        ]
+        for parse, body, param in cases:
+            with self.subTest(body=body), self.assertRaises(InvalidRequest) as ctx:
+                parse(body)
+            self.assertEqual(ctx.exception.param, param)
+        request, model, usage = formats.parse_chat_completion(
+            {"model": "m", "stream": True, "stream_options": {"include_usage": True},
+             "messages": [{"role": "developer", "content": "Be brief."}] + HI})
+        self.assertEqual((model, usage, request.stream), ("m", True, True))
+
+
+class TokenBrokerTest(unittest.TestCase):
+    def setUp(self):
+        self.now = 100.0
+        self.broker = formats.TokenBroker(lambda: self.now, limit=2, ttl=10.0)
+        self.sc = scenario.build(0, 0.0)
+
+    def start(self, key, interval=1.0):
+        return self.broker.start(key, ("a", "b", "c"), 0.5, interval, "run", self.sc, False)
+
+    def test_schedule_follows_the_timeline_for_late_and_resuming_subscribers(self):
+        gen = self.start(("s", "m"))
+        self.assertEqual(self.broker.schedule(gen, 0), [0.5, 1.0, 1.0])
+        self.now = 101.7  # tokens 0 and 1 exist (100.5, 101.5); token 2 at 102.5
+        waits = self.broker.schedule(gen, 0)
+        self.assertEqual(waits[:2], [0.0, 0.0])
+        self.assertAlmostEqual(waits[2], 0.8)
+        self.assertEqual(len(self.broker.schedule(gen, 2)), 1)
+
+    def test_duplicate_full_and_expiry(self):
+        self.start(("s", "1"))
+        with self.assertRaises(formats.GenerationExists):
+            self.start(("s", "1"))
+        self.start(("s", "2"))
+        with self.assertRaises(OverflowError):
+            self.start(("s", "3"))
+        self.now = 100.0 + 2.5 + 10.0 + 0.1  # past the last token plus ttl
+        self.assertIsNone(self.broker.get(("s", "1")))
+        self.start(("s", "3"))
+        self.assertEqual(len(self.broker), 1)
+
+
+class OpenAIRouteTest(unittest.TestCase):
+    BODY = {"model": "gpt-test", "messages": HI}
+
+    def test_non_stream_completion_and_request_id(self):
+        with RunningServer() as s:
+            r = call(s.port, "POST", "/v1/chat/completions", self.BODY)
+            body = r.json()
+            self.assertEqual(body["object"], "chat.completion")
+            self.assertEqual(body["model"], "gpt-test")
+            self.assertEqual(body["choices"][0]["message"]["content"], truth(s, r)["text"])
+            self.assertEqual(r.header("x-request-id"), r.header("lb-request-id"))
+
+    def test_stream_with_usage_chunk(self):
+        with RunningServer() as s:
+            r = call(s.port, "POST", "/v1/chat/completions",
+                     dict(self.BODY, stream=True, stream_options={"include_usage": True}))
+            datas = support.sse_data(r.body)
+            chunks = [json.loads(d) for d in datas[:-1]]
+            self.assertEqual(datas[-1], "[DONE]")
+            self.assertEqual(chunks[-1]["choices"], [])
+            self.assertEqual(chunks[-1]["usage"], truth(s, r)["usage"])
+            self.assertTrue(all(c["usage"] is None for c in chunks[:-1]))
+            self.assertEqual(chunks[-2]["choices"][0]["finish_reason"], "stop")
+            self.assertEqual("".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1]),
+                             truth(s, r)["text"])
+
+    def test_errors_in_openai_shape(self):
+        with RunningServer(api_key="k") as s:
+            r = call(s.port, "POST", "/v1/chat/completions", {"messages": HI}, {"Authorization": "Bearer k"})
+            self.assertEqual(r.status, 400)
+            self.assertEqual(r.json(), {"error": {"message": "you must provide a model parameter",
+                                                  "type": "invalid_request_error", "param": "model", "code": None}})
+            r = call(s.port, "POST", "/v1/chat/completions", self.BODY, {"Authorization": "Bearer nope"})
+            self.assertEqual((r.status, r.json()["error"]["type"], r.json()["error"]["code"]),
+                             (401, "authentication_error", "invalid_api_key"))
+            r = call(s.port, "GET", "/v1/models", headers={"Authorization": "Bearer k"})
+            self.assertEqual(r.json()["data"][0]["id"], "gpt-4o-mini")
+
+    def test_fault_says_do_not_retry(self):
+        with RunningServer() as s:
+            r = call(s.port, "POST", "/v1/chat/completions",
+                     dict(self.BODY, mock={"fault": "http_error", "fault_status": 429}))
+            self.assertEqual(r.status, 429)
+            self.assertEqual(r.header("x-should-retry"), "false")
+            self.assertEqual(r.json()["error"]["type"], "rate_limit_error")
+            self.assertEqual(r.header("Retry-After"), "1")
+
+
+class LobeRouteTest(unittest.TestCase):
+    def test_text_stop_usage_events_with_ids(self):
+        with RunningServer() as s:
+            r = call(s.port, "POST", "/api/chat", {"model": "m", "messages": HI, "stream": True})
+            events = events_of(r.body)
+            t = truth(s, r)
+        self.assertEqual({e[0] for e in events}, {t["id"]})
+        kinds = [e[1] for e in events]
+        self.assertEqual(kinds, ["text"] * len(t["deltas"]) + ["stop", "usage"])
+        self.assertEqual("".join(json.loads(e[2]) for e in events if e[1] == "text"), t["text"])
+        self.assertEqual(json.loads(events[-1][2])["totalTokens"], t["usage"]["total_tokens"])
+        self.assertNotIn(b"[DONE]", r.body)
+
+    def test_bad_body_in_lobe_shape_and_error_event(self):
+        with RunningServer() as s:
+            r = call(s.port, "POST", "/api/chat", {"model": "m"})
+            self.assertEqual(r.status, 400)
+            self.assertEqual(r.json()["errorType"], "BadRequest")
+            self.assertIn("messages", r.json()["body"]["message"])
+            r = call(s.port, "POST", "/api/chat", {"messages": HI, "mock": {"fault": "error_frame", "fault_after": 2}})
+            events = events_of(r.body)
+            self.assertEqual([e[1] for e in events], ["text", "text", "error"])
+            self.assertEqual(json.loads(events[-1][2])["type"], "ProviderBizError")
+
+
+class LifecycleRouteTest(unittest.TestCase):
+    def test_events_and_chat_id_stores_user_messages_then_reply(self):
+        body = {"chatId": "chat-7", "systemPrompt": "Be kind.", "model": "m",
+                "messages": [{"id": "u1", "role": "user", "content": "Hi", "timestamp": 1}]}
+        with RunningServer() as s:
+            r = call(s.port, "POST", "/api/stream", body)
+            events = events_of(r.body)
+            t = truth(s, r)
+            stored = call(s.port, "GET", "/v1/threads/chat-7/messages").json()
+        kinds = [e[1] for e in events]
+        self.assertEqual(kinds, ["message-start"] + ["message-chunk"] * len(t["deltas"]) + ["message-complete"])
+        message_id = json.loads(events[0][2])["messageId"]
+        self.assertEqual(json.loads(events[-1][2]), {"messageId": message_id, "fullContent": t["text"]})
+        self.assertEqual([(m["role"], m["content"]) for m in stored], [("user", "Hi"), ("assistant", t["text"])])
+
+    def test_invalid_body_is_400_before_any_stream(self):
+        with RunningServer() as s:
+            r = call(s.port, "POST", "/api/stream", {"messages": "Hi"})
+        self.assertEqual(r.status, 400)
+        self.assertEqual(r.header("Content-Type"), "application/json")
+        self.assertIn("messages", r.json()["error"])
+
+
+class EventSourceRouteTest(unittest.TestCase):
+    def test_resume_after_last_event_id_loses_and_repeats_nothing(self):
+        with RunningServer() as s:
+            full = events_of(call(s.port, "GET", "/api/events?prompt=Hello").body)
+            # The connection drops after 3 events; EventSource reconnects with Last-Event-ID: 3.
+            with connect(s.port) as sock:
+                sock.sendall(request_bytes("GET", "/api/events?prompt=Hello&fault=disconnect&fault_after=3"))
+                cut = events_of(cut_body(support.read_all(sock)))
+            resumed = events_of(call(s.port, "GET", "/api/events?prompt=Hello",
+                                     headers={"Last-Event-ID": cut[-1][0]}).body)
+            done = call(s.port, "GET", "/api/events?prompt=Hello", headers={"Last-Event-ID": str(len(full))})
+        self.assertEqual([e[0] for e in full], [str(i) for i in range(1, len(full) + 1)])
+        self.assertEqual(full[-1][2], "[DONE]")
+        self.assertEqual(cut + resumed, full)
+        self.assertEqual(len(cut), 3)
+        self.assertEqual(done.status, 204)
+
+    def test_retry_hint_on_first_event_only(self):
+        with RunningServer() as s:
+            body = call(s.port, "GET", "/api/events?prompt=Hello").body
+        self.assertTrue(body.startswith(b"id: 1\nretry: 1000\ndata: {"))
+        self.assertEqual(body.count(b"retry:"), 1)
+
+    def test_prompt_required_and_query_settings_validated(self):
+        with RunningServer() as s:
+            self.assertEqual(call(s.port, "GET", "/api/events").json(), {"error": "Add ?prompt=<text> to the URL."})
+            r = call(s.port, "GET", "/api/events?prompt=x&dealy=1")
+            self.assertEqual(r.status, 400)
+            self.assertIn("unknown setting 'dealy'", r.json()["error"])
+            crlf = call(s.port, "GET", "/api/events?prompt=x&line_ending=crlf")
+            self.assertIn(b"\r\n\r\n", crlf.body)
+
+
+class TokenStreamRouteTest(unittest.TestCase):
+    def generate(self, s, **extra):
+        body = dict({"sessionId": "s1", "chatMessageId": "m1", "prompt": "Hi"}, **extra)
+        return call(s.port, "POST", "/api/generate", body)
+
+    def test_generate_then_many_subscribers_get_identical_tokens(self):
+        with RunningServer(delay=0.002) as s:
+            started = self.generate(s)
+            self.assertEqual(started.status, 202)
+            self.assertEqual(started.json()["stream"], "/api/stream/s1/m1")
+            results = []
+
+            def subscribe():
+                results.append(call(s.port, "GET", "/api/stream/s1/m1").body)
+
+            workers = [threading.Thread(target=subscribe) for _ in range(8)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            late = call(s.port, "GET", "/api/stream/s1/m1").body  # a late subscriber replays from the start
+            t = call(s.port, "GET", "/mock/runs/" + started.json()["runId"]).json()
+        self.assertEqual(len(set(results + [late])), 1)
+        events = events_of(late)
+        self.assertEqual(events[-1], (None, None, "__END__"))
+        self.assertEqual([json.loads(e[2])["token"] for e in events[:-1]], t["deltas"])
+        self.assertEqual([e[0] for e in events[:-1]], [str(i) for i in range(1, len(t["deltas"]) + 1)])
+
+    def test_resume_unknown_duplicate_and_failure(self):
+        with RunningServer() as s:
+            self.generate(s)
+            self.assertEqual(self.generate(s).status, 409)
+            full = events_of(call(s.port, "GET", "/api/stream/s1/m1").body)
+            resumed = events_of(call(s.port, "GET", "/api/stream/s1/m1", headers={"Last-Event-ID": "2"}).body)
+            self.assertEqual(resumed, full[2:])
+            missing = call(s.port, "GET", "/api/stream/s1/nope")
+            self.assertEqual(missing.status, 404)
+            self.assertIn("No generation", missing.json()["error"])
+            self.generate(s, chatMessageId="m2", mock={"fault": "error_frame", "fault_after": 2})
+            failed = events_of(call(s.port, "GET", "/api/stream/s1/m2").body)
+            self.assertEqual(json.loads(failed[-1][2]), {"error": "Mock fault: in-band error after 2 events (fault=error_frame)."})
+            self.assertEqual(len(failed), 3)
+            self.assertEqual(call(s.port, "GET", "/health").json()["generations"], 2)
+
+
+class ScenarioOnEveryFormatTest(unittest.TestCase):
+    """The same scenario (CRLF endings, disconnect after 3 events) applies to every format."""
+
+    def test_crlf_and_disconnect_after_three(self):
+        mock = {"line_ending": "crlf", "fault": "disconnect", "fault_after": 3}
+        requests = [
+            ("POST", "/v1/pipes/run", {"stream": True, "messages": HI, "mock": mock}),
+            ("POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": HI, "mock": mock}),
+            ("POST", "/api/chat", {"messages": HI, "mock": mock}),
+            ("POST", "/api/stream", {"messages": HI, "mock": mock}),
+            ("GET", "/api/events?prompt=Hi&line_ending=crlf&fault=disconnect&fault_after=3", None),
+        ]
+        with RunningServer() as s:
+            for method, path, body in requests:
+                with self.subTest(path=path), connect(s.port) as sock:
+                    data = json.dumps(body).encode() if body is not None else None
+                    sock.sendall(request_bytes(method, path, data))
+                    raw = support.read_all(sock)
+                    self.assertIn(b" 200 ", raw.split(b"\r\n")[0])
+                    self.assertFalse(raw.endswith(b"0\r\n\r\n"))  # cut: no chunked terminator
+                    body = cut_body(raw)
+                    self.assertTrue(body.endswith(b"\r\n\r\n"))
+                    self.assertEqual(body.count(b"\r\n\r\n"), 3)
+                    self.assertNotIn(b"\n", body.replace(b"\r\n", b""))
+
+
+if __name__ == "__main__":
+    unittest.main()
