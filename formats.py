@@ -114,6 +114,9 @@ class OpenAIChunkEncoder(ChunkEncoder):
         self._include_usage = include_usage
         super().__init__(completion_id, created, model)
 
+    def _template_key(self) -> Any:
+        return self._include_usage
+
     def _chunk(self, delta: dict, finish_reason: Optional[str]) -> dict:
         chunk = super()._chunk(delta, finish_reason)
         if self._include_usage:

@@ -24,7 +24,6 @@ import random
 import logging
 import re
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +38,7 @@ from threads import (
     ThreadExists,
     ThreadNotFound,
     check_thread_id,
+    new_uuid4,
     parse_messages,
     parse_metadata,
 )
@@ -415,7 +415,7 @@ class Handler(BaseHTTPRequestHandler):
     # -- request flow: read body → auth → route → handler ------------------------------------
 
     def _handle(self) -> None:
-        self.request_id = str(uuid.uuid4())
+        self.request_id = new_uuid4()
         path = urlsplit(self.path).path
         self.error_style = error_style(path)
         try:
@@ -631,7 +631,7 @@ class Handler(BaseHTTPRequestHandler):
             "model": model or settings.model, "text": reply.text, "deltas": list(reply.pieces),
             "tool_calls": pipes.reply_message(reply)["tool_calls"],
             "usage": reply.usage.as_dict(), "finish_reason": reply.finish_reason,
-            "fault": sc.fault if fault else None, "scenario": sc.as_dict(),
+            "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read
         }
         server.runs.add(run_id, record)
         if fault and sc.fault == "http_error":
@@ -798,7 +798,7 @@ class Handler(BaseHTTPRequestHandler):
         record = self.server.runs.get(run_id)
         if record is None:
             raise NotFound("No run %r; the server keeps the last %d runs." % (run_id, self.server.runs.limit))
-        self._send_json(200, record)
+        self._send_json(200, dict(record, scenario=record["scenario"].as_dict()))
 
     def route_threads_create(self, body: bytes) -> None:
         """``POST /v1/threads``: ``{threadId?, metadata?, messages?}`` → thread object."""

@@ -22,7 +22,6 @@ import socketserver
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import Callable, List, Mapping, Optional, Sequence, Tuple
@@ -32,7 +31,7 @@ import pipes
 from http_handler import SERVICE, VERSION, Handler
 from pacer import Pacer
 import scenario
-from threads import InvalidRequest, ThreadStore
+from threads import InvalidRequest, ThreadStore, new_uuid4
 
 __all__ = ["Settings", "Server", "parse_args", "make_server", "main"]
 
@@ -240,7 +239,7 @@ class Server(ThreadingHTTPServer):
         *,
         store: Optional[ThreadStore] = None,
         clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = new_uuid4,
     ) -> None:
         self.settings = settings
         self.clock = clock

@@ -495,6 +495,8 @@ class ChunkEncoder:
 
     done = DONE
 
+    _templates: Dict[tuple, Tuple[bytes, bytes]] = {}  # (class, created, model, extra) → parts
+
     def __init__(self, completion_id: str, created: int, model: str) -> None:
         self._head = {
             "id": completion_id,
@@ -503,9 +505,23 @@ class ChunkEncoder:
             "model": model,
             "system_fingerprint": None,
         }
-        prefix, suffix = dumps_compact(self._chunk({"content": ""}, None)).split('""', 1)
-        self._text_prefix = ("data: " + prefix).encode("utf-8")
-        self._text_suffix = (suffix + "\n\n").encode("utf-8")
+        # A text chunk is 'data: {"id":' + <id> + <rest of the head and delta> + <text> + <tail>.
+        # Only the id differs between streams, so the rest is built once per model and kept.
+        key = (type(self), created, model, self._template_key())
+        parts = self._templates.get(key)
+        if parts is None:
+            text = dumps_compact(self._chunk({"content": ""}, None))
+            prefix, suffix = text.split('""', 1)
+            after_id = prefix[len('{"id":') + len(dumps_compact(completion_id)):]
+            parts = (after_id.encode("utf-8"), (suffix + "\n\n").encode("utf-8"))
+            if len(self._templates) < 64:
+                self._templates[key] = parts
+        self._text_prefix = b'data: {"id":' + dumps_compact(completion_id).encode("utf-8") + parts[0]
+        self._text_suffix = parts[1]
+
+    def _template_key(self) -> Any:
+        """What else, besides the class, created and model, shapes a text chunk's template."""
+        return None
 
     def _chunk(self, delta: dict, finish_reason: Optional[str]) -> dict:
         chunk = dict(self._head)

@@ -10,9 +10,9 @@ this project.
 from __future__ import annotations
 
 import re
+import os
 import threading
 import time
-import uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "parse_messages",
     "parse_metadata",
     "check_thread_id",
+    "new_uuid4",
 ]
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -69,6 +70,16 @@ class ThreadExists(ValueError):
 
 class StoreFull(RuntimeError):
     """A store bound (threads, or messages per thread) would be exceeded; nothing was written."""
+
+
+def new_uuid4() -> str:
+    """A random (version 4) UUID string from ``os.urandom``; the same as
+    ``str(uuid.uuid4())``, in about a third of the time (it is made several times per run)."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return "%s-%s-%s-%s-%s" % (h[:8], h[8:12], h[12:16], h[16:20], h[20:])
 
 
 def check_thread_id(value: Any, param: str = "threadId") -> str:
@@ -227,7 +238,7 @@ class ThreadStore:
         self,
         *,
         clock: Callable[[], float] = time.time,
-        new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        new_id: Callable[[], str] = new_uuid4,
         max_threads: int = 100_000,
         max_messages: int = 10_000,
     ) -> None:
