@@ -874,10 +874,15 @@ EVENTSOURCE_RETRY_MS = 1000
 
 
 def _resumed(sc: scenario.Scenario, after: int) -> scenario.Scenario:
-    """The scenario for a stream resumed after ``after`` events: a fault point counted from the
-    stream's start stays where it was."""
+    """The scenario for a stream resumed after ``after`` events. A fault point counted from the
+    stream's start stays where it was. A connection fault (``disconnect``, ``stall``,
+    ``corrupt``) already behind the resumed stream does not happen again, or a reconnecting
+    client would meet it forever; an ``error_frame`` is a failure of the reply itself, so a
+    client resuming past it gets the error at once."""
     if not after:
         return sc
+    if sc.fault in ("disconnect", "stall", "corrupt") and after >= sc.fault_after:
+        return dataclasses.replace(sc, fault="none", ttft=0.0)
     return dataclasses.replace(sc, fault_after=max(0, sc.fault_after - after), ttft=0.0)
 
 

@@ -270,6 +270,14 @@ class EventSourceRouteTest(unittest.TestCase):
         self.assertEqual(len(cut), 3)
         self.assertEqual(done.status, 204)
 
+    def test_reconnect_past_a_disconnect_does_not_meet_it_again(self):
+        # The URL keeps its fault settings on every automatic reconnect.
+        url = "/api/events?prompt=Hello&fault=disconnect&fault_after=3"
+        with RunningServer() as s:
+            full = events_of(call(s.port, "GET", "/api/events?prompt=Hello").body)
+            resumed = events_of(call(s.port, "GET", url, headers={"Last-Event-ID": "3"}).body)
+        self.assertEqual(resumed, full[3:])
+
     def test_retry_hint_on_first_event_only(self):
         with RunningServer() as s:
             body = call(s.port, "GET", "/api/events?prompt=Hello").body
