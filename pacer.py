@@ -250,7 +250,11 @@ class Pacer:
                     continue
                 if stream.due != due or stream.out:
                     continue  # a stale timer
-                self._advance(stream, now)
+                try:
+                    self._advance(stream, now)
+                except Exception:  # a bad step ends its own stream, never the pacer
+                    log.exception("a stream failed; closing it")
+                    self._close(stream, "error")
             self.busy = False
 
     def _unpark(self, parked: _Parked) -> None:

@@ -469,22 +469,24 @@ def _plain(
     waits: Optional[Iterator[float]] = None,
 ) -> Iterator[Step]:
     encode = encoder.encode
-    if waits is not None:
-        for event in events:
-            yield Wait(next(waits, 0.0))
-            yield Write(encode(event))
-        yield Wait(0)
-    elif interval > 0 or ttft > 0:
+    paced = waits is not None or interval > 0 or ttft > 0
+    if paced:
         first = True
         for event in events:
-            yield Wait(ttft if first else interval)
+            if waits is not None:
+                yield Wait(next(waits, 0.0))
+            else:
+                yield Wait(ttft if first else interval)
             first = False
             yield Write(encode(event))
-        yield Wait(0)
     else:
         for event in events:
             yield Write(encode(event))
-    yield Write(encoder.done)
+    done = encoder.done  # read last: an encoder may number it (EventSource ids)
+    if done is not None:
+        if paced:
+            yield Wait(0)
+        yield Write(done)
 
 
 def _shaped(

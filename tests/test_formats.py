@@ -157,6 +157,19 @@ class TokenBrokerTest(unittest.TestCase):
         self.assertEqual(len(self.broker), 1)
 
 
+class NoSentinelFormatTest(unittest.TestCase):
+    def test_http10_client_gets_formats_without_an_end_sentinel(self):
+        # Regression: the plain shaping path wrote Write(None) for formats with no [DONE]; on a
+        # close-delimited (HTTP/1.0) body that reached send() and stopped the pacer.
+        with RunningServer() as s:
+            for path, body in (("/api/chat", {"messages": HI}), ("/api/stream", {"messages": HI})):
+                with self.subTest(path=path), connect(s.port) as sock:
+                    sock.sendall(request_bytes("POST", path, json.dumps(body).encode(), version="HTTP/1.0"))
+                    raw = support.read_all(sock)
+                    self.assertTrue(raw.endswith(b"\n\n"), raw[-60:])
+            self.assertEqual(call(s.port, "POST", "/v1/pipes/run", {"stream": True, "messages": HI}).status, 200)
+
+
 class OpenAIRouteTest(unittest.TestCase):
     BODY = {"model": "gpt-test", "messages": HI}
 

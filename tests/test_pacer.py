@@ -97,6 +97,15 @@ class PacerTest(unittest.TestCase):
         self.pacer.submit(good_server, iter([Write(b"fine")]))
         self.assertEqual(support.read_all(good_client), b"fine")
 
+    def test_bad_step_closes_only_its_stream(self):
+        bad_server, bad_client = self.pair()
+        good_server, good_client = self.pair()
+        with self.assertLogs("pacer", level="ERROR"):
+            self.pacer.submit(bad_server, iter([Write(None)]))
+            self.assertEqual(support.read_all(bad_client), b"")
+        self.pacer.submit(good_server, iter([Write(b"still here")]))
+        self.assertEqual(support.read_all(good_client), b"still here")
+
 
 class PacerWakeTest(unittest.TestCase):
     def test_submits_from_many_threads_are_all_taken(self):
