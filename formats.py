@@ -62,7 +62,7 @@ __all__ = [
 
 OPENAI_ERROR_TYPES = {
     400: "invalid_request_error",
-    401: "authentication_error",
+    401: "invalid_request_error",
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
@@ -70,9 +70,11 @@ OPENAI_ERROR_TYPES = {
     411: "invalid_request_error",
     413: "invalid_request_error",
     422: "unprocessable_entity_error",
-    429: "rate_limit_error",
+    429: "requests",
 }
-"""OpenAI error ``type`` by HTTP status; any 5xx is ``server_error``."""
+"""OpenAI error ``type`` by HTTP status, as OpenAI sends them (a 401 is an
+``invalid_request_error`` with code ``invalid_api_key``; a rate limit's type names the limit,
+``requests``); any 5xx is ``server_error``."""
 
 
 _OPENAI_CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded"}
@@ -135,7 +137,8 @@ class OpenAIChunkEncoder(ChunkEncoder):
         return frame
 
     def error(self, status: int, code: str, message: str) -> bytes:
-        return encode_event(dumps_compact(openai_error(status, message, code=code)))
+        # The same body an HTTP error of this status has (OpenAI's own codes, not Langbase's).
+        return encode_event(dumps_compact(openai_error(status, message)))
 
 
 class LobeEncoder:

@@ -205,6 +205,7 @@ ROUTES: List[Tuple[str, "re.Pattern[str]", str]] = [
         ("POST", r"/v1/threads/" + _THREAD + r"/messages", "messages_append"),
         ("POST", r"/v1/chat/completions", "chat_completions"),
         ("GET", r"/v1/models", "models"),
+        ("GET", r"/v1/models/(?P<model>[^/]+)", "model"),
         ("POST", r"/api/chat", "lobe_chat"),
         ("POST", r"/api/stream", "lifecycle"),
         ("GET", r"/api/events", "events"),
@@ -683,12 +684,21 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, encoder.completion(run.reply), run.headers)
 
+    def _model_object(self) -> dict:
+        return {"id": self.server.settings.model, "object": "model",
+                "created": self.server.created, "owned_by": SERVICE}
+
     def route_models(self, body: bytes) -> None:
-        """``GET /v1/models``: ``{"object": "list", "data": [{"id", "object": "model",
-        "created", "owned_by"}]}`` with the mock's model."""
-        self._send_json(200, {"object": "list", "data": [{
-            "id": self.server.settings.model, "object": "model",
-            "created": self.server.created, "owned_by": SERVICE}]})
+        """``GET /v1/models``: ``{"object": "list", "data": [model objects]}`` with the mock's
+        model (``{"id", "object": "model", "created", "owned_by"}``)."""
+        self._send_json(200, {"object": "list", "data": [self._model_object()]})
+
+    def route_model(self, body: bytes, model: str) -> None:
+        """``GET /v1/models/{model}``: the model object, or 404 for another name."""
+        if model != self.server.settings.model:
+            raise NotFound("The model %r does not exist; this mock serves %r (see --model)."
+                           % (model, self.server.settings.model))
+        self._send_json(200, self._model_object())
 
     # -- routes: Lobe Chat, message lifecycle, EventSource, token streams --------------------
 
@@ -888,7 +898,7 @@ def _resumed(sc: scenario.Scenario, after: int) -> scenario.Scenario:
 
 def error_style(path: str) -> str:
     """Which error body shape a path answers with (see ``ApiError.body``)."""
-    if path in ("/v1/chat/completions", "/v1/models"):
+    if path in ("/v1/chat/completions", "/v1/models") or path.startswith("/v1/models/"):
         return "openai"
     if path == "/api/chat":
         return "lobe"

@@ -100,7 +100,8 @@ class Pacer:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, _READ, None)
-        self._incoming: Deque[Tuple[socket.socket, Any]] = collections.deque()  # plan or (_Parked, timeout)
+        self._incoming: Deque[Tuple[socket.socket, Iterator]] = collections.deque()
+        self._incoming_parked: Deque[Tuple[_Parked, float]] = collections.deque()
         self._wake_pending = False
         self._streams: Dict[int, _Stream] = {}
         self._parked: Set[_Parked] = set()
@@ -153,7 +154,7 @@ class Pacer:
         if self._stopping:
             _close(sock)
             return
-        self._incoming.append((sock, (_Parked(sock, ready), idle_timeout)))
+        self._incoming_parked.append((_Parked(sock, ready), idle_timeout))
         self._wake()
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -192,6 +193,8 @@ class Pacer:
                 _close(parked.sock)
             while self._incoming:
                 _close(self._incoming.popleft()[0])
+            while self._incoming_parked:
+                _close(self._incoming_parked.popleft()[0].sock)
 
     def _loop(self) -> None:
         heap = self._heap
@@ -268,19 +271,19 @@ class Pacer:
     def _take_incoming(self) -> None:
         now = self._clock()
         incoming = self._incoming
+        parked_in = self._incoming_parked
+        while parked_in:
+            parked, idle_timeout = parked_in.popleft()
+            try:
+                parked.sock.setblocking(False)
+                self._selector.register(parked.sock, _READ, parked)
+            except (OSError, ValueError):
+                _close(parked.sock)
+                continue
+            self._parked.add(parked)
+            heapq.heappush(self._heap, (now + idle_timeout, next(self._seq), parked, True))
         while incoming:
             sock, plan = incoming.popleft()
-            if type(plan) is tuple:
-                parked, idle_timeout = plan
-                try:
-                    sock.setblocking(False)
-                    self._selector.register(sock, _READ, parked)
-                except (OSError, ValueError):
-                    _close(sock)
-                    continue
-                self._parked.add(parked)
-                heapq.heappush(self._heap, (now + idle_timeout, next(self._seq), parked, True))
-                continue
             try:
                 sock.setblocking(False)
                 stream = _Stream(sock, plan, now)

@@ -17,6 +17,7 @@ Must not import ``http.server``, ``socket`` or ``http_handler``. SSE framing fol
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import re
@@ -268,8 +269,6 @@ def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> 
 
 
 def _json_text(value: Any) -> str:
-    import json
-
     try:
         return json.dumps(value)
     except (TypeError, ValueError):
@@ -529,7 +528,7 @@ def _shaped(
         if last:
             frame = frame[:-1]  # no blank line after the final event (LF form, before endings)
         if sc.multiline_data:
-            frame = frame.replace(b',"', b',\ndata: "')  # compact JSON: only structural commas
+            frame = _spread(frame)
         if sc.data_spacing != "one":
             frame = _DATA_LINE.sub(b"data:" if sc.data_spacing == "none" else b"data:  ", frame)
         head = b""
@@ -618,6 +617,25 @@ def _shaped(
         yield Write(decorate(encoder.encode(TextDelta("[data after DONE]"))))
     if sc.ending == "no_terminator":
         yield Close(False)
+
+
+def _spread(frame: bytes) -> bytes:
+    """Spread the JSON payload of each ``data:`` line over several ``data:`` lines, breaking
+    only between JSON tokens (``json.dumps`` with ``indent``), never inside a string: a parser
+    joins the lines with LF, which is whitespace to JSON. Non-JSON data is left as it is."""
+    out = []
+    for line in frame.split(b"\n"):
+        if line.startswith(b"data: "):
+            try:
+                value = json.loads(line[6:])
+            except ValueError:
+                out.append(line)
+                continue
+            pretty = json.dumps(value, indent=1, ensure_ascii=False, allow_nan=False)
+            out.extend(b"data: " + part.encode("utf-8") for part in pretty.split("\n"))
+        else:
+            out.append(line)
+    return b"\n".join(out)
 
 
 def _corrupt(frame: bytes) -> bytes:

@@ -204,9 +204,13 @@ class OpenAIRouteTest(unittest.TestCase):
                                                   "type": "invalid_request_error", "param": "model", "code": None}})
             r = call(s.port, "POST", "/v1/chat/completions", self.BODY, {"Authorization": "Bearer nope"})
             self.assertEqual((r.status, r.json()["error"]["type"], r.json()["error"]["code"]),
-                             (401, "authentication_error", "invalid_api_key"))
+                             (401, "invalid_request_error", "invalid_api_key"))
             r = call(s.port, "GET", "/v1/models", headers={"Authorization": "Bearer k"})
             self.assertEqual(r.json()["data"][0]["id"], "gpt-4o-mini")
+            r = call(s.port, "GET", "/v1/models/gpt-4o-mini", headers={"Authorization": "Bearer k"})
+            self.assertEqual(r.json()["object"], "model")
+            r = call(s.port, "GET", "/v1/models/gpt-5", headers={"Authorization": "Bearer k"})
+            self.assertEqual((r.status, r.json()["error"]["type"]), (404, "not_found_error"))
 
     def test_fault_says_do_not_retry(self):
         with RunningServer() as s:
@@ -214,7 +218,8 @@ class OpenAIRouteTest(unittest.TestCase):
                      dict(self.BODY, mock={"fault": "http_error", "fault_status": 429}))
             self.assertEqual(r.status, 429)
             self.assertEqual(r.header("x-should-retry"), "false")
-            self.assertEqual(r.json()["error"]["type"], "rate_limit_error")
+            self.assertEqual(r.json()["error"]["type"], "requests")
+            self.assertEqual(r.json()["error"]["code"], "rate_limit_exceeded")
             self.assertEqual(r.header("Retry-After"), "1")
 
 

@@ -207,6 +207,10 @@ class ShapeTest(unittest.TestCase):
         self.assertEqual(named.count(b"event: message\n"), 5)
         self.assertEqual(body_of(plan(data_spacing="none")), body_of(plan()).replace(b"data: ", b"data:"))
         self.assertEqual(body_of(plan(data_spacing="two")), body_of(plan()).replace(b"data: ", b"data:  "))
+        tricky = [Start(""), TextDelta(","), TextDelta('",\"'), TextDelta(', "x": 1'), Finish("stop", Usage(1, 3))]
+        for event, (_, _, data) in zip(tricky, [(None, None, e) for e in _spec_events(body_of(
+                plan(events=tricky, multiline_data=True)))]):
+            self.assertEqual(json.loads(data), json.loads(ENC.encode(event)[6:]))  # regression: split inside strings
         multi = body_of(plan(multiline_data=True))
         events = multi.split(b"\n\n")[:-1]
         self.assertGreater(events[0].count(b"\ndata: "), 3)
