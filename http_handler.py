@@ -734,13 +734,8 @@ class Handler(BaseHTTPRequestHandler):
         prompt = query.pop("prompt", [None])[-1]
         if not prompt:
             raise BadRequest("Add ?prompt=<text> to the URL.", param="prompt")
-        last = self.headers.get("Last-Event-ID") or query.pop("lastEventId", [None])[-1]
+        after = _last_event_id(self.headers.get("Last-Event-ID") or query.pop("lastEventId", [None])[-1])
         query.pop("lastEventId", None)
-        after = 0
-        if last:
-            if not last.isdigit() or len(last) > 9:
-                raise BadRequest("Last-Event-ID must be an event id this stream sent (1, 2, ...).")
-            after = int(last)
         layer = scenario.parse_layer({k: v[-1] for k, v in query.items()}, "query string", from_text=True)
         request = pipes.parse_run_request({"messages": [{"role": "user", "content": prompt}], "stream": True})
         run = self._prepare_run(request, None, layers=[layer], wire="eventsource")
@@ -781,9 +776,7 @@ class Handler(BaseHTTPRequestHandler):
         if generation is None:
             raise NotFound("No generation for session %r, message %r (never started, or expired "
                            "%d s after it finished)." % (session_id, message_id, tokens.ttl))
-        last = self.headers.get("Last-Event-ID")
-        after = int(last) if last and last.isdigit() and len(last) <= 9 else 0
-        after = min(after, len(generation.tokens))
+        after = min(_last_event_id(self.headers.get("Last-Event-ID")), len(generation.tokens))
         sc = _resumed(generation.scenario, after)
         run = _Run(None, sc, random.Random("%s:%d" % (generation.run_id, after)), None,
                    generation.fault, generation.run_id, {},
@@ -894,6 +887,17 @@ def _resumed(sc: scenario.Scenario, after: int) -> scenario.Scenario:
     if sc.fault in ("disconnect", "stall", "corrupt") and after >= sc.fault_after:
         return dataclasses.replace(sc, fault="none", ttft=0.0)
     return dataclasses.replace(sc, fault_after=max(0, sc.fault_after - after), ttft=0.0)
+
+
+def _last_event_id(value: Optional[str]) -> int:
+    """The event id a reconnecting client sent (``Last-Event-ID``), or 0 for none.
+
+    Raises ``BadRequest`` for anything but an id these streams send (1 to 9 digits)."""
+    if not value:
+        return 0
+    if not value.isdigit() or len(value) > 9:
+        raise BadRequest("Last-Event-ID must be an event id this stream sent (1, 2, ...).")
+    return int(value)
 
 
 def error_style(path: str) -> str:

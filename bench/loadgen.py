@@ -151,13 +151,18 @@ class Stream:
             return
         self._connected()
 
-    def _connected(self, sent: int = -1) -> None:
+    def _count_open(self) -> None:
+        """The connection is up: headers are next, and one more stream is open."""
         self.phase = PH_HEADERS
-        self.conn = True
         lg = self.lg
         lg.active += 1
         if lg.active > lg.peak_active:
             lg.peak_active = lg.active
+
+    def _connected(self, sent: int = -1) -> None:
+        self.conn = True
+        self._count_open()
+        lg = self.lg
         if sent < 0:
             try:
                 sent = self.sock.send(lg.request)
@@ -210,12 +215,8 @@ class Stream:
     # --- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.phase = PH_HEADERS
-        lg = self.lg
-        lg.active += 1
-        if lg.active > lg.peak_active:
-            lg.peak_active = lg.active
-        transport.write(lg.request)
+        self._count_open()
+        transport.write(self.lg.request)
 
     def data_received(self, data: bytes) -> None:
         if self.finished:

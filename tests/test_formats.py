@@ -157,6 +157,38 @@ class TokenBrokerTest(unittest.TestCase):
         self.assertEqual(len(self.broker), 1)
 
 
+class BadInputOverSocketTest(unittest.TestCase):
+    """Every bad input the new routes reject, sent over a real socket, in the route's own shape."""
+
+    def test_bad_bodies_and_headers_are_400(self):
+        cases = [
+            ("POST", "/v1/chat/completions", {"model": "m", "messages": HI, "stream_options": {"include_usage": True}},
+             None, lambda b: b["error"]["param"] == "stream_options"),
+            ("POST", "/v1/chat/completions", {"model": "m", "messages": [{"role": "robot", "content": "x"}]},
+             None, lambda b: b["error"]["param"] == "messages[0].role"),
+            ("POST", "/v1/chat/completions", b"[1]", None, lambda b: b["error"]["type"] == "invalid_request_error"),
+            ("POST", "/api/chat", {"messages": "Hi"}, None, lambda b: b["errorType"] == "BadRequest"),
+            ("POST", "/api/stream", {"messages": HI, "chatId": "bad id"}, None, lambda b: "chatId" in b["error"]),
+            ("POST", "/api/stream", {"messages": HI, "systemPrompt": 3}, None, lambda b: "systemPrompt" in b["error"]),
+            ("POST", "/api/generate", {"chatMessageId": "m", "prompt": "x"}, None, lambda b: "sessionId" in b["error"]),
+            ("POST", "/api/generate", {"sessionId": "s", "chatMessageId": "m"}, None, lambda b: "prompt" in b["error"]),
+            ("POST", "/api/generate", {"sessionId": "s", "chatMessageId": "m", "prompt": "x", "mock": {"nope": 1}},
+             None, lambda b: "unknown setting 'nope'" in b["error"]),
+            ("GET", "/api/events?prompt=Hi", None, {"Last-Event-ID": "abc"}, lambda b: "Last-Event-ID" in b["error"]),
+        ]
+        with RunningServer() as s:
+            for method, path, body, headers, check in cases:
+                with self.subTest(path=path, body=body, headers=headers):
+                    r = call(s.port, method, path, body, headers)
+                    self.assertEqual(r.status, 400, r.body)
+                    self.assertEqual(r.header("Content-Type"), "application/json")
+                    self.assertTrue(check(r.json()), r.json())
+            call(s.port, "POST", "/api/generate", {"sessionId": "s", "chatMessageId": "m", "prompt": "x"})
+            r = call(s.port, "GET", "/api/stream/s/m", headers={"Last-Event-ID": "-1"})
+            self.assertEqual((r.status, "Last-Event-ID" in r.json()["error"]), (400, True))
+            self.assertEqual(call(s.port, "GET", "/health").status, 200)
+
+
 class NoSentinelFormatTest(unittest.TestCase):
     def test_http10_client_gets_formats_without_an_end_sentinel(self):
         # Regression: the plain shaping path wrote Write(None) for formats with no [DONE]; on a
