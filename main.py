@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import queue
 import signal
 import socket
 import socketserver
@@ -23,13 +22,19 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Mapping, Optional, Sequence, Tuple
+
+try:
+    import resource
+except ImportError:  # not on Windows: descriptor limits are then left alone
+    resource = None  # type: ignore[assignment]
 
 import formats
 import pipes
-from http_handler import SERVICE, VERSION, Handler
-from pacer import Pacer
+from api import SERVICE, VERSION, App
+from http_handler import HttpConnection, Limits, refusal
+from pacer import Connection, Pacer
 import scenario
 from threads import InvalidRequest, ThreadStore, new_uuid4
 
@@ -37,8 +42,9 @@ __all__ = ["Settings", "Server", "parse_args", "make_server", "main"]
 
 log = logging.getLogger("langbase-mock")
 
-ACCEPT_QUEUE = 4096
-"""Most accepted connections waiting for a handler thread; beyond it, the kernel's queue."""
+DESCRIPTOR_RESERVE = 64
+"""File descriptors kept free beyond ``--max-connections`` (listening socket, log files, the
+loop's own wake-up pair, a refusal's brief socket)."""
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,11 @@ class Settings:
     of reply texts), ``model`` (str, reported in chunks), ``strict_threads`` (bool: an unknown
     ``threadId`` in a run is a 404 instead of creating the thread), ``api_key`` (str or None:
     require ``Authorization: Bearer <api_key>`` on ``/v1``), ``cors_origins`` (tuple of
-    origins, or ``("*",)``), ``max_body_bytes`` (int), ``request_timeout`` (seconds a
-    connection may idle or stall while a request is read), ``workers`` (handler threads),
-    ``max_threads`` and ``max_messages`` (store bounds), ``log_level`` (logging level name),
+    origins, or ``("*",)``), ``max_body_bytes`` (int), the deadlines in seconds
+    ``head_timeout`` (a request's whole head), ``body_timeout`` (its whole body),
+    ``keep_alive_timeout`` (an idle connection between requests) and ``write_timeout`` (a
+    client that stops reading its response), ``max_connections`` (open connections; more are
+    answered 503), ``max_threads`` and ``max_messages`` (store bounds), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
     server-wide layer between the built-in defaults and a request's ``X-Mock-*`` headers).
     """
@@ -67,8 +75,11 @@ class Settings:
     api_key: Optional[str] = None
     cors_origins: Tuple[str, ...] = ("*",)
     max_body_bytes: int = 1024 * 1024
-    request_timeout: float = 5.0
-    workers: int = 4
+    head_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    write_timeout: float = 30.0
+    max_connections: int = 10_000
     max_threads: int = 100_000
     max_messages: int = 10_000
     log_level: str = "info"
@@ -101,6 +112,37 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be a whole number >= 1")
     return value
+
+
+def descriptor_limit() -> int:
+    """The most file descriptors this process may open: ``RLIMIT_NOFILE``'s hard limit, to
+    which ``main`` raises the soft one (at most 1,048,576; 1,024 where there is no such limit
+    to read)."""
+    if resource is None:
+        return 1024
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 1 << 20 if hard == resource.RLIM_INFINITY or hard > 1 << 20 else hard
+
+
+def default_max_connections() -> int:
+    """``--max-connections`` when not given: the descriptor limit less ``DESCRIPTOR_RESERVE``."""
+    return max(1, descriptor_limit() - DESCRIPTOR_RESERVE)
+
+
+def _raise_descriptor_limit(wanted: int) -> int:
+    """Raise the soft ``RLIMIT_NOFILE`` towards ``wanted`` (never above the hard limit).
+    Returns the soft limit now in force."""
+    if resource is None:
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
 
 
 def _load_replies(path: str) -> Tuple[str, ...]:
@@ -154,12 +196,23 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="comma-separated origins allowed by CORS, or * (default) [LB_MOCK_CORS_ORIGINS]")
     a("--max-body-bytes", type=_positive_int, default=default("LB_MOCK_MAX_BODY_BYTES", str(1024 * 1024)),
       help="largest request body accepted, in bytes (default 1048576) [LB_MOCK_MAX_BODY_BYTES]")
-    a("--request-timeout", type=_positive_float, default=default("LB_MOCK_REQUEST_TIMEOUT", "5"),
-      help="seconds a connection may idle or stall while a request is read (default 5) "
-           "[LB_MOCK_REQUEST_TIMEOUT]")
-    a("--workers", type=_positive_int, default=default("LB_MOCK_WORKERS", "4"),
-      help="request handler threads (default 4); neither streams nor idle keep-alive "
-           "connections hold one [LB_MOCK_WORKERS]")
+    a("--head-timeout", type=_positive_float, default=default("LB_MOCK_HEAD_TIMEOUT", "10"),
+      help="seconds a client has to send a whole request head, from connecting or from the "
+           "first byte of a later request (default 10) [LB_MOCK_HEAD_TIMEOUT]")
+    a("--body-timeout", type=_positive_float, default=default("LB_MOCK_BODY_TIMEOUT", "30"),
+      help="seconds a client has to send a whole request body after its head (default 30) "
+           "[LB_MOCK_BODY_TIMEOUT]")
+    a("--keep-alive-timeout", type=_positive_float, default=default("LB_MOCK_KEEP_ALIVE_TIMEOUT", "5"),
+      help="seconds an idle connection is kept open between requests (default 5) "
+           "[LB_MOCK_KEEP_ALIVE_TIMEOUT]")
+    a("--write-timeout", type=_positive_float, default=default("LB_MOCK_WRITE_TIMEOUT", "30"),
+      help="seconds a client may leave its response unread before it is dropped (default 30) "
+           "[LB_MOCK_WRITE_TIMEOUT]")
+    a("--max-connections", type=_positive_int,
+      default=default("LB_MOCK_MAX_CONNECTIONS", str(default_max_connections())),
+      help="most open connections; beyond it new ones get 503 with Retry-After (default: the "
+           "process's descriptor limit less %d, now %d) [LB_MOCK_MAX_CONNECTIONS]"
+           % (DESCRIPTOR_RESERVE, default_max_connections()))
     a("--max-threads", type=_positive_int, default=default("LB_MOCK_MAX_THREADS", "100000"),
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
     a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
@@ -209,8 +262,11 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         api_key=ns.api_key or None,
         cors_origins=("*",) if "*" in origins or not origins else origins,
         max_body_bytes=int(ns.max_body_bytes),
-        request_timeout=float(ns.request_timeout),
-        workers=int(ns.workers),
+        head_timeout=float(ns.head_timeout),
+        body_timeout=float(ns.body_timeout),
+        keep_alive_timeout=float(ns.keep_alive_timeout),
+        write_timeout=float(ns.write_timeout),
+        max_connections=int(ns.max_connections),
         max_threads=int(ns.max_threads),
         max_messages=int(ns.max_messages),
         log_level=ns.log_level,
@@ -219,17 +275,15 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
 
 
 class Server(ThreadingHTTPServer):
-    """The HTTP server: accepts connections, answers them on a fixed pool of handler threads,
-    and owns the settings, the thread store and the pacer.
+    """The HTTP server: binds the listening socket and owns the settings, the application state
+    (``app``: thread store, run log, token buffer) and the event loop (``pacer``).
 
-    Accepted connections wait in a bounded queue (then in the kernel's accept queue, backlog
-    as large as the kernel allows) while every handler thread is busy, so a burst of thousands
-    of clients costs no threads. A stream's socket is handed to the pacer once the request is
-    validated, and an idle keep-alive connection is parked with the pacer, so a handler thread
-    is only ever busy with a request that is arriving or being answered.
+    ``serve_forever`` runs the loop on the calling thread: the loop accepts every connection,
+    reads requests without blocking, answers them and paces every stream, so a silent, slow or
+    half-sent client costs one file descriptor and no thread. ``stop`` (or ``shutdown``) ends it
+    from any other thread.
     """
 
-    daemon_threads = True
     allow_reuse_address = True
     request_queue_size = max(socket.SOMAXCONN, 65535)  # the kernel caps it at net.core.somaxconn
 
@@ -242,99 +296,51 @@ class Server(ThreadingHTTPServer):
         new_id: Callable[[], str] = new_uuid4,
     ) -> None:
         self.settings = settings
-        self.clock = clock
-        self.new_id = new_id
-        self.store = store or ThreadStore(
-            clock=clock, new_id=new_id,
-            max_threads=settings.max_threads, max_messages=settings.max_messages,
+        self.pacer = Pacer(write_timeout=settings.write_timeout, max_connections=settings.max_connections)
+        self.app = App(
+            settings,
+            store or ThreadStore(clock=clock, new_id=new_id,
+                                 max_threads=settings.max_threads, max_messages=settings.max_messages),
+            pipes.RunLog(), formats.TokenBroker(time.monotonic), clock, new_id, time.monotonic(),
+            lambda: self.pacer.open_streams,
         )
-        self.pacer = Pacer()
-        self.runs = pipes.RunLog()
-        self.tokens = formats.TokenBroker(time.monotonic)
-        self.started = time.monotonic()
-        self.created = int(clock())  # every chunk's "created": replays stay byte-identical
-        # Accepted connections wait here (bounded) rather than in the kernel's accept queue,
-        # whose overflow drops SYNs and costs clients seconds of retransmit timers.
-        self._jobs: "queue.Queue[Optional[Tuple[socket.socket, tuple]]]" = queue.Queue(ACCEPT_QUEUE)
-
-        self._stopping = threading.Event()
-        self._workers: List[threading.Thread] = []
+        self.store = self.app.store
+        self.limits = Limits(settings.head_timeout, settings.body_timeout, settings.keep_alive_timeout,
+                             settings.max_body_bytes)
         self._serving = False
-        super().__init__((settings.host, settings.port), Handler)
-
-    def serve_forever(self, poll_interval: float = 0.5) -> None:
-        self._serving = True
-        super().serve_forever(poll_interval)
+        self._stopped = False
+        super().__init__((settings.host, settings.port), BaseHTTPRequestHandler, bind_and_activate=True)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), which can stall for seconds.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
 
-    def server_activate(self) -> None:
-        super().server_activate()
-        self.pacer.start()
-        for i in range(self.settings.workers):
-            worker = threading.Thread(target=self._work, name="handler-%d" % i, daemon=True)
-            worker.start()
-            self._workers.append(worker)
+    def _protocol(self, conn: Connection) -> HttpConnection:
+        return HttpConnection(conn, self.app, self.limits, self.settings.cors_origins)
 
-    def process_request(self, request: socket.socket, client_address: tuple) -> None:
-        # Blocks the accept loop while every handler is busy; new clients wait in the backlog.
-        while not self._stopping.is_set():
-            try:
-                self._jobs.put((request, client_address), timeout=0.1)
-                return
-            except queue.Full:
-                continue
-        self.shutdown_request(request)
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Run the event loop on this thread until ``stop()`` (``poll_interval`` is unused:
+        the loop wakes on events, not by polling)."""
+        if self._stopped:
+            return
+        self._serving = True
+        self.pacer.listen(self.socket, self._protocol, refusal(self.settings.max_connections))
+        self.pacer.run()
 
-    def park(self, request: socket.socket, client_address: tuple) -> None:
-        """Hold an idle keep-alive connection in the pacer's selector (no thread waits on it)
-        until its next request arrives, or close it after ``request_timeout`` seconds idle."""
-
-        def ready(sock: socket.socket) -> None:
-            try:
-                self._jobs.put_nowait((sock, client_address))
-            except queue.Full:
-                self.shutdown_request(sock)
-
-        self.pacer.park(request, self.settings.request_timeout, ready)
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            request, client_address = job
-            detached = False
-            try:
-                handler = self.RequestHandlerClass(request, client_address, self)
-                detached = handler.detached
-            except Exception:
-                self.handle_error(request, client_address)
-            if not detached:
-                self.shutdown_request(request)
-
-    def handle_error(self, request: socket.socket, client_address: tuple) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):
-            log.debug("%s:%s connection ended: %r", client_address[0], client_address[1], exc)
-        else:
-            log.exception("error while answering %s:%s", client_address[0], client_address[1])
+    def shutdown(self) -> None:
+        """Stop serving (see ``stop``)."""
+        self.stop()
 
     def stop(self, drain_seconds: float = 1.0) -> None:
-        """Stop accepting, finish open streams (at most ``drain_seconds``), release everything.
-
-        Call from a thread other than the one in ``serve_forever`` (or after it returned)."""
-        self._stopping.set()
+        """Stop accepting, finish open streams at full speed (at most ``drain_seconds``), close
+        every connection and the listening socket. Call from a thread other than the one in
+        ``serve_forever``; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._serving:
-            self.shutdown()
-        self.pacer.stop(drain_seconds)
-        for _ in self._workers:
-            self._jobs.put(None)
-        for worker in self._workers:
-            worker.join(0.5)
+            self.pacer.stop(drain_seconds)
         self.server_close()
 
 
@@ -357,6 +363,12 @@ def banner(server: Server) -> str:
         % (s.delay, s.seed, len(s.replies), s.model,
            "required" if s.api_key else "optional",
            "strict" if s.strict_threads else "created on first use"),
+        "  up to %d connections; deadlines: head %gs, body %gs, keep-alive %gs, unread reply %gs"
+        % (s.max_connections, s.head_timeout, s.body_timeout, s.keep_alive_timeout, s.write_timeout),
+    ]
+    if s.mock:
+        lines.append("  scenario for every stream: %s" % ", ".join("%s=%s" % kv for kv in s.mock))
+    lines += [
         "  try:  curl -N %s/v1/pipes/run -H 'Content-Type: application/json' "
         "-H 'Authorization: %s' -d '%s'" % (url, auth, body),
         "  stop with Ctrl-C",
@@ -378,20 +390,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               % (settings.host, settings.port, exc.strerror or exc), file=sys.stderr)
         return 1
 
-    def on_sigterm(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    soft = _raise_descriptor_limit(settings.max_connections + DESCRIPTOR_RESERVE)
+    if settings.max_connections + DESCRIPTOR_RESERVE > soft:
+        log.warning("--max-connections %d is above what the descriptor limit (%d) allows; past "
+                    "it, accepting pauses instead of answering 503 (raise 'ulimit -n')",
+                    settings.max_connections, soft)
+    stop_requested = threading.Event()
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    def on_signal(signum: int, frame: object) -> None:
+        if stop_requested.is_set():
+            # A second signal: the user wants out now; no traceback, no waiting.
+            os.write(2, b"second signal: exiting at once\n")
+            os._exit(1)
+        stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    loop = threading.Thread(target=server.serve_forever, name="pacer", daemon=True)
+    loop.start()
     print(banner(server), flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
+    while loop.is_alive() and not stop_requested.wait(0.5):
         pass
-    finally:
-        log.info("shutting down: finishing %d open stream(s)", server.pacer.open_streams)
-        stopper = threading.Thread(target=server.stop, name="stop")
-        stopper.start()
-        stopper.join()
+    log.info("shutting down: finishing %d open stream(s)", server.pacer.open_streams)
+    server.stop(drain_seconds=1.0)
+    loop.join(1.0)
     return 0
 
 

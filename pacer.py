@@ -1,29 +1,36 @@
-"""The pacer: one thread that runs every open stream's plan over non-blocking sockets.
+"""The pacer: the one event loop that owns every connection, from accept to close.
 
-Job: execute plans (iterators of ``Wait(seconds)`` / ``Write(bytes)`` steps, see ``pipes``)
-for thousands of sockets at once from a heap of deadlines and a ``selectors`` loop, so that a
-paced stream costs a heap entry and a file descriptor instead of a sleeping thread. It has its
-own room because it is the only part of the server that waits, and it knows nothing of HTTP,
-SSE or Langbase: it writes the bytes a plan gives it, when the plan says.
+Job: accept connections, read what clients send, run each response's plan (an iterator of
+``steps.Wait`` / ``steps.Write`` / ``steps.Close``) over non-blocking sockets, and fire timers,
+for thousands of connections from one thread with ``selectors`` and a heap of deadlines. No
+thread ever blocks on a client. It knows nothing of HTTP, SSE or Langbase: what the bytes mean
+is the business of the *protocol* object attached to each connection (``http_handler``).
+
+Protocol interface (methods the loop calls on a connection's protocol, on the loop thread):
+``data_received(data: bytes)``, ``eof_received()`` (the client half-closed: no more bytes will
+come, but it may still read), ``plan_done()`` (the plan given to ``Connection.run_plan`` is
+exhausted and every byte of it was taken by the socket) and ``connection_lost(outcome: str)``.
 
 Behaviour:
-- consecutive ``Write`` steps with no ``Wait`` between them go out in one ``send`` of at most
-  ``send_size`` bytes (zero-delay streams are coalesced); any ``Wait``, even ``Wait(0)``, ends a
-  send, so a plan marks its write boundaries with waits;
-- a ``Close`` step ends the connection after the bytes before it (``reset`` true: a TCP reset);
-- each connection has a bounded output buffer: while bytes a client has not read are pending,
-  its plan does not advance (back-pressure), and a client that reads nothing for
-  ``write_timeout`` seconds is dropped;
-- a client hang-up (EOF or error on read, ``EPIPE``/``ECONNRESET`` on send) ends only that stream,
-  quietly (logged at DEBUG);
-- idle keep-alive connections can be parked here (``park``) so that no thread waits on them;
-- ``stop()`` finishes every open stream at full speed (waits skipped) within a bound, then closes
-  what is left.
+- fairness: each turn of the loop runs only the timers that were due when the turn began, and
+  a plan advances by at most ``send_size`` bytes or ``max_steps`` steps per turn; a plan with
+  more to send right away is due again on the *next* turn, after the loop has looked at every
+  socket, so a zero-delay stream yields like any other;
+- consecutive ``Write`` steps with no ``Wait`` between them go out in one ``send`` (zero-delay
+  output is coalesced); any ``Wait``, even ``Wait(0)``, ends a send;
+- back-pressure: while bytes a client has not read are pending, its plan does not advance, and
+  a client that takes nothing for ``write_timeout`` seconds is dropped;
+- the number of open connections is capped (``max_connections``): beyond it a new connection
+  is answered with ``refusal`` bytes and closed, logged once per burst; running out of file
+  descriptors pauses accepting for a moment instead of spinning;
+- ``stop()`` stops accepting, closes connections that are not answering anything, runs open
+  plans to their end with waits skipped, for at most ``timeout`` seconds, then closes the rest.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import heapq
 import itertools
 import logging
@@ -32,389 +39,568 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, List, Set, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
-from pipes import Close, Write
+from steps import Close, Write
 
-__all__ = ["Pacer"]
+__all__ = ["Pacer", "Connection", "Timer"]
 
 log = logging.getLogger(__name__)
 
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() then sends a TCP reset
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
+_NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+ACCEPT_BATCH = 256
+"""Most connections accepted per turn of the loop, so a burst cannot starve running streams."""
+RECV_SIZE = 65536
 
 
-class _Stream:
-    __slots__ = ("sock", "plan", "out", "mask", "closed", "exhausted", "reset", "due", "blocked_since",
-                 "started")
+class Timer:
+    """A callback the loop runs at ``when`` (monotonic seconds); ``cancel()`` before then
+    stops it. Created by ``Pacer.call_at``."""
 
-    def __init__(self, sock: socket.socket, plan: Iterator, now: float) -> None:
+    __slots__ = ("when", "callback", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Do not run the callback (harmless after it ran)."""
+        self.cancelled = True
+
+
+class Connection:
+    """One accepted socket, owned by the loop. Methods are for the loop thread only.
+
+    Attributes: ``address`` (the peer's ``(host, port)``), ``protocol`` (set by the factory
+    given to ``Pacer.listen``), ``closed`` (bool), ``streaming`` (bool: the current plan is a
+    stream, counted in ``Pacer.open_streams``).
+    """
+
+    __slots__ = ("loop", "sock", "address", "protocol", "closed", "plan", "streaming", "out",
+                 "mask", "reading", "exhausted", "close_after", "reset", "timer", "resume_at",
+                 "write_timer", "progress_at", "started")
+
+    def __init__(self, loop: "Pacer", sock: socket.socket, address: Any) -> None:
+        self.loop = loop
         self.sock = sock
-        self.plan = plan
-        self.out = b""  # bytes sent to the socket but not yet accepted by it
-        self.mask = _READ
+        self.address = address
+        self.protocol: Any = None
         self.closed = False
+        self.plan: Optional[Iterator] = None
+        self.streaming = False
+        self.out = b""  # bytes handed to send() that the socket has not taken yet
+        self.mask = 0
+        self.reading = True
         self.exhausted = False  # the plan has no more steps
+        self.close_after = False  # a Close step: close once the plan's bytes are out
         self.reset = False  # end with a TCP reset instead of a clean close
-        self.due = now  # deadline of the stream's one valid timer entry, or None
-        self.blocked_since = 0.0
-        self.started = now
+        self.timer: Optional[Timer] = None  # the plan's next step
+        self.resume_at = 0.0  # when the plan may continue once pending bytes are out
+        self.write_timer: Optional[Timer] = None
+        self.progress_at = 0.0  # last time the socket took bytes while output was pending
+        self.started = loop.clock()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def pause_reading(self) -> None:
+        """Stop reading from the client (its bytes wait in the kernel: back-pressure)."""
+        if self.reading:
+            self.reading = False
+            self._update_mask()
+
+    def resume_reading(self) -> None:
+        """Read from the client again."""
+        if not self.reading and not self.closed:
+            self.reading = True
+            self._update_mask()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        """Send ``data`` now, outside any plan (an interim ``100 Continue``), after any bytes
+        still pending."""
+        if self.closed:
+            return
+        if self.out:
+            self.out += data
+        else:
+            self._send(data, self.loop.clock())
+
+    def run_plan(self, plan: Iterator, streaming: bool = False) -> None:
+        """Execute ``plan`` (``Write``/``Wait``/``Close`` steps) on this connection, starting
+        now; when it is exhausted and flushed, call ``protocol.plan_done()``. A ``Close`` step
+        (or a plan that raises) closes the connection instead. One plan at a time."""
+        if self.closed:
+            return
+        self.plan = plan
+        self.streaming = streaming
+        self.exhausted = False
+        if streaming:
+            self.loop.open_streams += 1
+        self._advance()
+
+    def close(self, outcome: str = "closed") -> None:
+        """Close the socket now (a TCP reset if a ``Close(reset=True)`` step asked for one)
+        and tell the protocol ``connection_lost(outcome)``."""
+        if self.closed:
+            return
+        self.closed = True
+        loop = self.loop
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+        if self.streaming:
+            self.streaming = False
+            loop.open_streams -= 1
+        self.plan = None
+        sock = self.sock
+        if self.reset:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+            except OSError:
+                pass
+        if self.mask:
+            try:
+                loop._selector.unregister(sock)
+            except (KeyError, ValueError, OSError):
+                pass
+        loop._connections.pop(id(self), None)
+        _close(sock)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s:%s closed after %.3f s: %s", self.address[0], self.address[1],
+                      loop.clock() - self.started, outcome)
+        if self.protocol is not None:
+            self.protocol.connection_lost(outcome)
+            self.protocol = None
+
+    def _advance(self) -> None:
+        """Send what is due now, within this turn's share, and set the next timer."""
+        self.timer = None
+        loop = self.loop
+        plan = self.plan
+        if plan is None:
+            return
+        pieces = []
+        size = 0
+        steps = 0
+        wait = 0.0
+        send_size = loop.send_size
+        max_steps = loop.max_steps
+        skip_waits = loop.stopping
+        while size < send_size and steps < max_steps:
+            steps += 1
+            try:
+                step = next(plan, None)
+            except Exception:
+                # Send what was already due, then end the connection: the body is cut short.
+                log.exception("a plan failed; ending that response")
+                self.exhausted = self.close_after = True
+                break
+            if step is None:
+                self.exhausted = True
+                break
+            kind = type(step)
+            if kind is Write:
+                data = step.data
+                if type(data) is not bytes:
+                    log.error("a plan wrote %r, not bytes; ending that response", type(data))
+                    self.exhausted = self.close_after = True
+                    break
+                pieces.append(data)
+                size += len(data)
+            elif kind is Close:
+                self.exhausted = self.close_after = True
+                self.reset = step.reset
+                break
+            elif not skip_waits:
+                wait = step.seconds  # any Wait, even Wait(0), ends this send
+                break
+        now = loop.clock()
+        if pieces and not self._send(pieces[0] if len(pieces) == 1 else b"".join(pieces), now):
+            return
+        if self.out:
+            self.resume_at = now + wait  # back-pressure: _on_writable continues
+            return
+        if self.exhausted:
+            self._finish()
+        else:
+            # Due now (share used up) or after the wait: either way on a later turn.
+            self.timer = loop.call_at(now + wait, self._advance)
+
+    def _finish(self) -> None:
+        self.plan = None
+        if self.streaming:
+            self.streaming = False
+            self.loop.open_streams -= 1
+        if self.close_after:
+            self.close("complete")
+        else:
+            self.protocol.plan_done()
+
+    def _send(self, data: bytes, now: float) -> bool:
+        """Send ``data``; keep what the socket did not take. False if the connection died."""
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self.close("client hung up (%s)" % exc.__class__.__name__)
+            return False
+        if sent < len(data):
+            self.out = data[sent:]
+            if sent or self.write_timer is None:
+                self.progress_at = now
+            if self.write_timer is None:
+                self.write_timer = self.loop.call_at(now + self.loop.write_timeout, self._write_timed_out)
+            self._update_mask()
+        return True
+
+    def _on_writable(self) -> None:
+        data = self.out
+        self.out = b""
+        now = self.loop.clock()
+        if not self._send(data, now) or self.out:
+            return
+        if self.write_timer is not None:
+            self.write_timer.cancel()
+            self.write_timer = None
+        self._update_mask()
+        if self.plan is None:
+            return
+        if self.exhausted:
+            self._finish()
+        else:
+            self.timer = self.loop.call_at(now if self.loop.stopping else max(self.resume_at, now),
+                                           self._advance)
+
+    def _write_timed_out(self) -> None:
+        self.write_timer = None
+        if not self.out or self.closed:
+            return
+        deadline = self.progress_at + self.loop.write_timeout
+        if self.loop.clock() < deadline:
+            self.write_timer = self.loop.call_at(deadline, self._write_timed_out)
+        else:
+            self.close("client stopped reading for %g s" % self.loop.write_timeout)
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.close("client hung up (%s)" % exc.__class__.__name__)
+            return
+        if data:
+            self.protocol.data_received(data)
+        else:
+            self.reading = False  # the client half-closed; EOF stays readable forever
+            self._update_mask()
+            self.protocol.eof_received()
+
+    def _update_mask(self) -> None:
+        if self.closed:
+            return
+        mask = (_READ if self.reading else 0) | (_WRITE if self.out else 0)
+        if mask == self.mask:
+            return
+        selector = self.loop._selector
+        try:
+            if not self.mask:
+                selector.register(self.sock, mask, self)
+            elif not mask:
+                selector.unregister(self.sock)
+            else:
+                selector.modify(self.sock, mask, self)
+        except (KeyError, ValueError, OSError) as exc:
+            self.close("socket failed (%s)" % exc.__class__.__name__)
+            return
+        self.mask = mask
 
 
-class _Parked:
-    """An idle keep-alive connection waiting for its next request."""
+class _Listener:
+    __slots__ = ("sock", "factory", "refusal", "registered", "refused", "backoff")
 
-    __slots__ = ("sock", "ready", "closed")
-
-    def __init__(self, sock: socket.socket, ready: Callable[[socket.socket], None]) -> None:
+    def __init__(self, sock: socket.socket, factory: Callable[[Connection], Any], refusal: bytes) -> None:
         self.sock = sock
-        self.ready = ready
-        self.closed = False
+        self.factory = factory
+        self.refusal = refusal
+        self.registered = False
+        self.refused = 0  # connections refused in the current burst over the cap
+        self.backoff = 0.0  # seconds accepting is paused after running out of descriptors
 
 
 class Pacer:
-    """Run stream plans on non-blocking sockets from one thread.
+    """The event loop. Construct, ``listen`` (or hand it sockets with ``adopt``), then call
+    ``run()`` on the thread that will own every connection (or ``start()`` for a thread of its
+    own).
 
     Args:
-        send_size: most bytes gathered into one ``send`` from consecutive due writes.
+        send_size: most bytes one connection sends per turn of the loop.
+        max_steps: most plan steps one connection takes per turn.
         write_timeout: seconds a client may leave pending output unread before it is dropped.
-        slack: seconds early a step may run: each wake-up also runs what falls due within
+        max_connections: most open connections; ``listen`` refuses new ones beyond it.
+        slack: seconds early a timer may run: each wake-up also runs what falls due within
             this much, so thousands of streams cost far fewer wake-ups (timer slack).
         clock: monotonic time in seconds.
 
-    Thread safety: ``submit``, ``open_streams`` and ``stop`` may be called from any thread;
-    everything else runs on the pacer's own thread.
+    Thread safety: ``call_soon_threadsafe``, ``stop``, ``open_streams`` and ``connections``
+    may be used from any thread; everything else belongs to the loop's thread.
     """
 
     def __init__(
         self,
         *,
         send_size: int = 64 * 1024,
+        max_steps: int = 256,
         write_timeout: float = 30.0,
+        max_connections: int = 10_000,
         slack: float = 0.001,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._send_size = send_size
-        self._slack = slack
-        self._write_timeout = write_timeout
-        self._clock = clock
+        self.send_size = send_size
+        self.max_steps = max_steps
+        self.write_timeout = write_timeout
+        self.max_connections = max_connections
+        self.slack = slack
+        self.clock = clock
+        self.stopping = False
+        self.open_streams = 0  # connections running a plan marked as a stream
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, _READ, None)
-        self._incoming: Deque[Tuple[socket.socket, Iterator]] = collections.deque()
-        self._incoming_parked: Deque[Tuple[_Parked, float]] = collections.deque()
         self._wake_pending = False
-        self._streams: Dict[int, _Stream] = {}
-        self._parked: Set[_Parked] = set()
-        self._heap: List[Tuple[float, int, Any, bool]] = []  # (due, seq, _Stream or _Parked, is_timeout)
+        self._callbacks: Deque[Callable[[], None]] = collections.deque()
+        self._heap: List[Tuple[float, int, Timer]] = []
         self._seq = itertools.count()
-        self._stopping = False
+        self._connections: Dict[int, Connection] = {}
+        self._listeners: List[_Listener] = []
         self._drain_until = 0.0
-        self.busy = False  # the pacer is sending frames that are due (see yield_to_streams)
-        self._thread = threading.Thread(target=self._run, name="pacer", daemon=True)
-
-    def yield_to_streams(self, limit: float = 0.02) -> None:
-        """Let due frames go first: called by a handler thread before it starts on a request,
-        this waits (sleeping, so the pacer can have the interpreter) while the pacer is sending
-        due frames, for at most ``limit`` seconds so that new requests are never starved.
-
-        Without it a burst of requests takes the interpreter lock from the pacer each time it
-        sends, and frames of streams already running arrive late."""
-        if not self.busy:
-            return
-        deadline = time.monotonic() + limit
-        while self.busy and time.monotonic() < deadline:
-            time.sleep(0.0005)
+        self._done = threading.Event()
+        self._thread: Optional[threading.Thread] = None
 
     @property
-    def open_streams(self) -> int:
-        """Number of streams submitted and not yet closed."""
-        return len(self._streams) + len(self._incoming)
+    def connections(self) -> int:
+        """Number of open connections."""
+        return len(self._connections)
+
+    # -- from any thread -------------------------------------------------------------------
+
+    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        """Run ``callback()`` on the loop thread at its next turn."""
+        self._callbacks.append(callback)
+        self._wake()
 
     def start(self) -> None:
-        """Start the pacer thread."""
+        """Run the loop on a thread of its own, named ``pacer``."""
+        self._thread = threading.Thread(target=self.run, name="pacer", daemon=True)
         self._thread.start()
 
-    def submit(self, sock: socket.socket, plan: Iterator) -> None:
-        """Hand a connected socket and its plan to the pacer; the pacer now owns the socket.
-
-        ``plan`` yields ``pipes.Write`` and ``pipes.Wait`` steps; when it is exhausted and all
-        bytes are sent, the socket is closed. After ``stop()`` the socket is closed at once.
-        """
-        if self._stopping:
-            _close(sock)
-            return
-        self._incoming.append((sock, plan))
-        self._wake()
-
-    def park(self, sock: socket.socket, idle_timeout: float, ready: Callable[[socket.socket], None]) -> None:
-        """Watch an idle connection: when it becomes readable (a request, or the client
-        closing), call ``ready(sock)`` from the pacer thread, which must not block; after
-        ``idle_timeout`` seconds with nothing, close it. Thread-safe; the pacer owns the socket
-        until ``ready`` is called."""
-        if self._stopping:
-            _close(sock)
-            return
-        self._incoming_parked.append((_Parked(sock, ready), idle_timeout))
-        self._wake()
-
     def stop(self, timeout: float = 1.0) -> None:
-        """Finish open streams with waits skipped, for at most ``timeout`` seconds; then close
-        the rest, stop the thread and release its resources."""
-        self._drain_until = self._clock() + timeout
-        self._stopping = True
-        self._wake()
-        if self._thread.is_alive():
+        """Stop accepting; close idle and half-read connections; let open plans finish with
+        waits skipped for at most ``timeout`` seconds; then close everything and return (after
+        the loop has ended, if it was running). Safe to call more than once."""
+        if not self.stopping:
+            self._drain_until = self.clock() + timeout
+            self.call_soon_threadsafe(self._begin_stop)
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout + 1.0)
-        if not self._thread.is_alive():
-            self._selector.close()
-            self._wake_r.close()
-            self._wake_w.close()
+        elif self._thread is None:
+            self._done.wait(timeout + 1.0)
 
     def _wake(self) -> None:
         if not self._wake_pending:
             self._wake_pending = True
             try:
                 self._wake_w.send(b"\0")
-            except (BlockingIOError, OSError):
+            except OSError:
                 pass
 
-    # --- the pacer thread ----------------------------------------------------------------
+    # -- loop thread ---------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        """Run ``callback()`` at monotonic time ``when`` (on a later turn, even if ``when``
+        has passed). Returns the ``Timer``, which ``cancel()`` stops."""
+        timer = Timer(when, callback)
+        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        return timer
+
+    def listen(self, sock: socket.socket, factory: Callable[[Connection], Any], refusal: bytes = b"") -> None:
+        """Accept connections on the listening ``sock``; ``factory(connection)`` returns each
+        one's protocol. Beyond ``max_connections``, ``refusal`` (a whole response) is sent and
+        the connection closed."""
+        sock.setblocking(False)
+        listener = _Listener(sock, factory, refusal)
+        self._listeners.append(listener)
+        self._register_listener(listener)
+
+    def adopt(self, sock: socket.socket, address: Any, factory: Callable[[Connection], Any]) -> Connection:
+        """Take ownership of a connected ``sock``: make it non-blocking, read from it, and
+        attach ``factory(connection)`` as its protocol."""
+        sock.setblocking(False)
+        conn = Connection(self, sock, address)
+        self._connections[id(conn)] = conn
+        conn.protocol = factory(conn)
+        conn._update_mask()
+        return conn
+
+    def run(self) -> None:
+        """Run the loop on the calling thread until ``stop()``; then close every socket the
+        loop owns."""
         try:
             self._loop()
         except Exception:  # pragma: no cover - a bug here must be loud, not silent
-            log.exception("pacer stopped by an unexpected error")
+            log.exception("the event loop stopped by an unexpected error")
         finally:
-            for stream in list(self._streams.values()):
-                self._close(stream, "shutdown")
-            for parked in list(self._parked):
-                self._unpark(parked)
-                _close(parked.sock)
-            while self._incoming:
-                _close(self._incoming.popleft()[0])
-            while self._incoming_parked:
-                _close(self._incoming_parked.popleft()[0].sock)
+            for conn in list(self._connections.values()):
+                conn.close("server stopped")
+            for listener in self._listeners:
+                _close(listener.sock)
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+            self._done.set()
 
     def _loop(self) -> None:
         heap = self._heap
-        clock = self._clock
-        draining = False
+        clock = self.clock
+        select = self._selector.select
+        callbacks = self._callbacks
         while True:
-            self._take_incoming()
-            if self._stopping:
-                now = clock()
-                if not draining:
-                    draining = True
-                    for stream in self._streams.values():
-                        if not stream.out:
-                            self._schedule(stream, now)
-                if not self._streams or now >= self._drain_until:
+            while callbacks:
+                self._guarded(callbacks.popleft())
+            if self.stopping:
+                if not self.open_streams or clock() >= self._drain_until:
                     return
-            if heap:
-                timeout = max(0.0, heap[0][0] - self._slack - clock())
+            if callbacks:
+                timeout: Optional[float] = 0.0
+            elif heap:
+                timeout = max(0.0, heap[0][0] - self.slack - clock())
             else:
                 timeout = None
-            if self._stopping:
+            if self.stopping:
                 timeout = min(timeout if timeout is not None else 0.05, 0.05)
-            for key, mask in self._selector.select(timeout):
-                stream = key.data
-                if stream is None:
-                    # Drain first, then clear the flag; incoming streams are taken after that
-                    # (top of the loop), so a submit racing with this always gets picked up.
+            for key, mask in select(timeout):
+                obj = key.data
+                if obj is None:
+                    # Drain first, then clear the flag: a call_soon racing with this is still seen.
                     try:
                         while self._wake_r.recv(4096):
                             pass
-                    except (BlockingIOError, OSError):
+                    except OSError:
                         pass
                     self._wake_pending = False
-                    continue
-                if type(stream) is _Parked:
-                    self._unpark(stream)
-                    stream.ready(stream.sock)
-                    continue
-                if mask & _READ:
-                    self._on_readable(stream)
-                if mask & _WRITE and not stream.closed:
-                    self._flush(stream)
-            now = clock()
-            horizon = now + self._slack  # due this soon counts as due now: fewer wake-ups
-            self.busy = bool(heap) and heap[0][0] <= horizon
+                elif type(obj) is _Listener:
+                    self._accept(obj)
+                else:
+                    try:
+                        if mask & _WRITE and not obj.closed:
+                            obj._on_writable()
+                        if mask & _READ and not obj.closed:
+                            obj._on_readable()
+                    except Exception:
+                        log.exception("error on a connection; closing it")
+                        obj.close("error")
+            if not heap:
+                continue
+            # Run only what is due now; timers set while running them wait for the next turn.
+            horizon = clock() + self.slack
+            due = []
             while heap and heap[0][0] <= horizon:
-                due, _, stream, is_timeout = heapq.heappop(heap)
-                if stream.closed:
-                    continue
-                if type(stream) is _Parked:
-                    self._unpark(stream)
-                    _close(stream.sock)  # idle for too long
-                    continue
-                if is_timeout:
-                    # The newest such entry belongs to the current block; with slack it may pop
-                    # up to ``slack`` early, so compare against the same horizon.
-                    if stream.out and stream.blocked_since + self._write_timeout <= horizon:
-                        self._close(stream, "client stopped reading")
-                    continue
-                if stream.due != due or stream.out:
-                    continue  # a stale timer
-                try:
-                    self._advance(stream, now)
-                except Exception:  # a bad step ends its own stream, never the pacer
-                    log.exception("a stream failed; closing it")
-                    self._close(stream, "error")
-            self.busy = False
+                due.append(heapq.heappop(heap)[2])
+            for timer in due:
+                if not timer.cancelled:
+                    self._guarded(timer.callback)
 
-    def _unpark(self, parked: _Parked) -> None:
-        parked.closed = True
-        self._parked.discard(parked)
+    @staticmethod
+    def _guarded(callback: Callable[[], None]) -> None:
         try:
-            self._selector.unregister(parked.sock)
-        except (KeyError, ValueError, OSError):
-            pass
+            callback()
+        except Exception:
+            log.exception("a callback of the event loop failed")
+            owner = getattr(callback, "__self__", None)
+            if type(owner) is Connection:
+                owner.close("error")
 
-    def _take_incoming(self) -> None:
-        now = self._clock()
-        incoming = self._incoming
-        parked_in = self._incoming_parked
-        while parked_in:
-            parked, idle_timeout = parked_in.popleft()
-            try:
-                parked.sock.setblocking(False)
-                self._selector.register(parked.sock, _READ, parked)
-            except (OSError, ValueError):
-                _close(parked.sock)
-                continue
-            self._parked.add(parked)
-            heapq.heappush(self._heap, (now + idle_timeout, next(self._seq), parked, True))
-        while incoming:
-            sock, plan = incoming.popleft()
-            try:
-                sock.setblocking(False)
-                stream = _Stream(sock, plan, now)
-                self._selector.register(sock, _READ, stream)
-            except (OSError, ValueError):
-                _close(sock)
-                continue
-            self._streams[sock.fileno()] = stream
-            self._schedule(stream, now)
+    def _begin_stop(self) -> None:
+        self.stopping = True
+        for listener in self._listeners:
+            if listener.registered:
+                self._selector.unregister(listener.sock)
+                listener.registered = False
+            _close(listener.sock)  # the kernel resets connections still in the accept queue
+        for conn in list(self._connections.values()):
+            if conn.plan is None:
+                conn.close("server stopping")
+            elif conn.timer is not None and not conn.out:
+                conn.timer.cancel()
+                conn.timer = self.call_at(self.clock(), conn._advance)  # waits are skipped now
 
-    def _schedule(self, stream: _Stream, due: float) -> None:
-        stream.due = due
-        heapq.heappush(self._heap, (due, next(self._seq), stream, False))
+    def _register_listener(self, listener: _Listener) -> None:
+        if self.stopping or listener.registered:
+            return
+        self._selector.register(listener.sock, _READ, listener)
+        listener.registered = True
 
-    def _advance(self, stream: _Stream, now: float) -> None:
-        """Send every write that is due now (up to ``send_size`` bytes) and set the next timer."""
-        pieces = []
-        size = 0
-        wait = 0.0
-        plan = stream.plan
-        skip_waits = self._stopping
-        stream.due = None
-        while size < self._send_size:
+    def _accept(self, listener: _Listener) -> None:
+        for _ in range(ACCEPT_BATCH):
             try:
-                step = next(plan, None)
-            except Exception:
-                # Send what was already due, then end the stream without its remaining steps.
-                log.exception("a stream's plan failed; ending that stream")
-                stream.exhausted = True
-                break
-            if step is None:
-                stream.exhausted = True
-                break
-            kind = type(step)
-            if kind is Write:
-                pieces.append(step.data)
-                size += len(step.data)
-            elif kind is Close:
-                stream.exhausted = True
-                stream.reset = step.reset
-                break
-            elif not skip_waits:
-                wait = step.seconds  # any Wait, even Wait(0), ends this send
-                break
-        if pieces:
-            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-            if not self._send(stream, data, now):
+                sock, address = listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
                 return
-        if stream.out:
-            # Back-pressure: resume when the socket has taken the pending bytes.
-            stream.due = now + wait if not stream.exhausted else None
-            return
-        if stream.exhausted:
-            self._close(stream, "complete")
-        else:
-            self._schedule(stream, now + wait)
-
-    def _send(self, stream: _Stream, data: bytes, now: float) -> bool:
-        try:
-            sent = stream.sock.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._close(stream, "client hung up (%s)" % exc.__class__.__name__)
-            return False
-        if sent < len(data):
-            stream.out = data[sent:]
-            stream.blocked_since = now
-            self._set_mask(stream, _READ | _WRITE)
-            heapq.heappush(
-                self._heap, (now + self._write_timeout, next(self._seq), stream, True)
-            )
-        return True
-
-    def _flush(self, stream: _Stream) -> None:
-        now = self._clock()
-        data = stream.out
-        stream.out = b""
-        if not self._send(stream, data, now):
-            return
-        if stream.out:
-            return
-        self._set_mask(stream, _READ)
-        if stream.exhausted:
-            self._close(stream, "complete")
-        else:
-            due = stream.due if stream.due is not None else now
-            self._schedule(stream, now if self._stopping else max(due, now))
-
-    def _on_readable(self, stream: _Stream) -> None:
-        try:
-            data = stream.sock.recv(4096)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._close(stream, "client hung up (%s)" % exc.__class__.__name__)
-            return
-        if not data:
-            self._close(stream, "client hung up")
-        # Bytes a client sends mid-stream (a pipelined request) are read and dropped.
-
-    def _set_mask(self, stream: _Stream, mask: int) -> None:
-        if stream.mask != mask:
-            stream.mask = mask
-            self._selector.modify(stream.sock, mask, stream)
-
-    def _close(self, stream: _Stream, outcome: str) -> None:
-        if stream.closed:
-            return
-        stream.closed = True
-        sock = stream.sock
-        if stream.reset:
+            except OSError as exc:
+                if exc.errno in _NO_DESCRIPTORS:
+                    self._pause_accepting(listener, exc)
+                    return
+                log.debug("accept failed: %s", exc)  # e.g. ECONNABORTED: the client left first
+                continue
+            listener.backoff = 0.0
+            if len(self._connections) >= self.max_connections:
+                self._refuse(listener, sock)
+                continue
+            if listener.refused:
+                log.warning("accepting connections again; refused %d while at the cap of %d",
+                            listener.refused, self.max_connections)
+                listener.refused = 0
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # not TCP (a test's socket pair), or already gone
+            self.adopt(sock, address, listener.factory)
+
+    def _refuse(self, listener: _Listener, sock: socket.socket) -> None:
+        if not listener.refused:
+            log.warning("at the cap of %d open connections (--max-connections): refusing new "
+                        "ones with 503 until some close", self.max_connections)
+        listener.refused += 1
+        try:
+            sock.setblocking(False)
+            try:
+                sock.recv(RECV_SIZE)  # unread request bytes would turn close() into a reset
             except OSError:
                 pass
-        self._streams.pop(sock.fileno(), None)
-        try:
-            self._selector.unregister(sock)
-        except (KeyError, ValueError, OSError):
+            sock.send(listener.refusal)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
             pass
         _close(sock)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("stream closed after %.3f s: %s", self._clock() - stream.started, outcome)
+
+    def _pause_accepting(self, listener: _Listener, exc: OSError) -> None:
+        if not listener.backoff:
+            log.warning("out of file descriptors (%s) with %d connections open: pausing accepts; "
+                        "raise 'ulimit -n' or lower --max-connections", exc.strerror, len(self._connections))
+        listener.backoff = min(1.0, listener.backoff * 2 or 0.05)
+        if listener.registered:
+            self._selector.unregister(listener.sock)
+            listener.registered = False
+        self.call_at(self.clock() + listener.backoff, lambda: self._register_listener(listener))
 
 
 def _close(sock: socket.socket) -> None:

@@ -3,7 +3,7 @@
 Job (sans-I/O): choose the assistant's reply for a ``POST /v1/pipes/run`` request, turn it into
 chat events (start, text delta, tool-call delta, finish with usage), encode those events as
 Langbase/OpenAI ``chat.completion.chunk`` SSE frames, and lay the frames out as a *plan*: an
-iterator of ``Wait(seconds)`` and ``Write(bytes)`` steps that the pacer executes. Nothing here
+iterator of ``steps.Wait`` and ``steps.Write`` steps that the pacer executes. Nothing here
 sleeps, touches a socket or reads the clock: ids, timestamps and the seed come in as arguments,
 so every output is reproducible byte for byte. Shaping a stream (pacing, framing, faults) is
 ``scenario``'s job.
@@ -41,9 +41,6 @@ __all__ = [
     "TextDelta",
     "ToolCallDelta",
     "Finish",
-    "Wait",
-    "Write",
-    "Close",
     "seeded_random",
     "request_digest",
     "parse_run_request",
@@ -188,32 +185,6 @@ class Finish(NamedTuple):
 
 
 Event = Union[Start, TextDelta, ToolCallDelta, Finish]
-
-
-# --- plan steps ---------------------------------------------------------------------------
-
-
-class Wait(NamedTuple):
-    """Plan step: wait ``seconds`` (float) before the next step."""
-
-    seconds: float
-
-
-class Write(NamedTuple):
-    """Plan step: write ``data`` (bytes) to the connection."""
-
-    data: bytes
-
-
-class Close(NamedTuple):
-    """Plan step: end the connection now, after the bytes already written; the plan's
-    later steps (an HTTP body's terminator among them) are never sent. ``reset`` true ends it
-    with a TCP reset instead of a clean close."""
-
-    reset: bool
-
-
-Step = Union[Wait, Write, Close]
 
 
 # --- request parsing ----------------------------------------------------------------------

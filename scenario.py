@@ -23,7 +23,8 @@ import random
 import re
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
-from pipes import Close, Step, TextDelta, Wait, Write, tokenize
+from pipes import TextDelta, tokenize
+from steps import Close, Step, Wait, Write
 from threads import InvalidRequest
 
 __all__ = [

@@ -234,7 +234,7 @@ class ThreadsApiTest(unittest.TestCase):
             self.assertEqual(r.json()["object"], "thread")
 
     def test_concurrent_appends_over_http_lose_nothing(self):
-        with RunningServer(workers=8) as s:
+        with RunningServer() as s:
             tid = call(s.port, "POST", "/v1/threads", {}).json()["id"]
             errors = []
 
@@ -334,7 +334,7 @@ class ErrorTest(unittest.TestCase):
             r = self.assert_error(request_bytes("GET", "/v1/pipes/run?x=1"), 405, "METHOD_NOT_ALLOWED", s=s)
             self.assertEqual(r.header("Allow"), "POST, OPTIONS")
             r = self.assert_error(request_bytes("PUT", "/v1/threads/abc", b"{}"), 405, "METHOD_NOT_ALLOWED", s=s)
-            self.assertEqual(r.header("Allow"), "DELETE, GET, POST, OPTIONS")
+            self.assertEqual(r.header("Allow"), "DELETE, GET, HEAD, POST, OPTIONS")
 
     def test_body_over_limit_413_and_connection_closed(self):
         with RunningServer(max_body_bytes=100) as s:
@@ -359,7 +359,7 @@ class ErrorTest(unittest.TestCase):
             self.assert_error(request_bytes("POST", "/v1/pipes/run"), 400, "BAD_REQUEST", s=s)
 
     def test_truncated_body_400(self):
-        with RunningServer(request_timeout=0.2) as s:
+        with RunningServer() as s:
             raw = request_bytes("POST", "/v1/pipes/run", b"{}", {"Content-Length": "10"})
             with connect(s.port) as sock:
                 sock.sendall(raw)
@@ -375,7 +375,7 @@ class ErrorTest(unittest.TestCase):
     def test_unexpected_error_is_json_500_and_logged(self):
         with RunningServer() as s:
             s.server.store.list_messages = None  # force a TypeError inside a route
-            with self.assertLogs("http_handler", level="ERROR"):
+            with self.assertLogs("routes", level="ERROR"):
                 self.assert_error(request_bytes("GET", "/v1/threads/x/messages"), 500,
                                   "INTERNAL_SERVER_ERROR", keep_alive=False, s=s)
             self.assertEqual(call(s.port, "GET", "/health").status, 200)
@@ -421,7 +421,7 @@ class CorsTest(unittest.TestCase):
                 "Access-Control-Request-Headers": "content-type,authorization"})
         self.assertEqual(r.status, 204)
         self.assertEqual(r.header("Access-Control-Allow-Origin"), "*")
-        self.assertEqual(r.header("Access-Control-Allow-Methods"), "GET, POST, DELETE, OPTIONS")
+        self.assertEqual(r.header("Access-Control-Allow-Methods"), "GET, HEAD, POST, DELETE, OPTIONS")
         allowed = r.header("Access-Control-Allow-Headers").split(", ")
         self.assertEqual(allowed[:3], ["Content-Type", "Authorization", "LB-LLM-Key"])
         self.assertIn("X-Mock-Line-Ending", allowed)
@@ -450,26 +450,26 @@ class KeepAliveTest(unittest.TestCase):
                 sock.sendall(request_bytes("POST", "/v1/pipes/run", json.dumps(HELLO).encode()))
                 self.assertEqual(reader.read().status, 200)
 
-    def test_idle_keep_alive_connection_holds_no_handler_thread(self):
-        with RunningServer(workers=1, request_timeout=60) as s, connect(s.port) as idle:
+    def test_idle_keep_alive_connection_blocks_no_one(self):
+        with RunningServer(keep_alive_timeout=60) as s, connect(s.port) as idle:
             reader = ResponseReader(idle)
             idle.sendall(request_bytes("GET", "/health"))
             self.assertEqual(reader.read().status, 200)
-            # The only handler thread is not stuck waiting on the idle connection.
+            # Nothing is stuck waiting on the idle connection.
             for _ in range(3):
                 self.assertEqual(call(s.port, "GET", "/health").status, 200)
-            # And the parked connection is served again when its next request comes.
+            # And the idle connection is served again when its next request comes.
             idle.sendall(request_bytes("POST", "/v1/pipes/run", json.dumps(HELLO).encode()))
             self.assertEqual(reader.read().status, 200)
 
     def test_pipelined_requests_all_answered(self):
-        with RunningServer(workers=1) as s, connect(s.port) as sock:
+        with RunningServer() as s, connect(s.port) as sock:
             sock.sendall(request_bytes("GET", "/health") * 3)
             reader = ResponseReader(sock)
             self.assertEqual([reader.read().status for _ in range(3)], [200, 200, 200])
 
-    def test_idle_connection_closed_after_request_timeout(self):
-        with RunningServer(request_timeout=0.2) as s, connect(s.port) as sock:
+    def test_silent_connection_closed_after_head_timeout(self):
+        with RunningServer(head_timeout=0.2) as s, connect(s.port) as sock:
             self.assertEqual(support.read_all(sock), b"")
 
 

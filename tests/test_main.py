@@ -48,7 +48,7 @@ class ParseArgsTest(unittest.TestCase):
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             f.write("[1, 2]")
         self.addCleanup(os.unlink, f.name)
-        for argv in (["--port", "70000"], ["--delay", "-1"], ["--delay", "nan"], ["--workers", "0"],
+        for argv in (["--port", "70000"], ["--delay", "-1"], ["--delay", "nan"], ["--max-connections", "0"], ["--head-timeout", "0"],
                      ["--replies", f.name], ["--replies", "/nonexistent.json"], ["--log-level", "loud"]):
             with self.subTest(argv=argv):
                 err = io.StringIO()
@@ -80,7 +80,8 @@ class ParseArgsTest(unittest.TestCase):
         with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
             main.parse_args(["--help"], env={})
         for flag in ("--host", "--port", "--delay", "--seed", "--replies", "--strict-threads", "--api-key",
-                     "--cors-origins", "--max-body-bytes", "--log-level", "--workers", "--mock"):
+                     "--cors-origins", "--max-body-bytes", "--log-level", "--head-timeout", "--body-timeout",
+                     "--keep-alive-timeout", "--write-timeout", "--max-connections", "--mock"):
             self.assertIn(flag, out.getvalue())
 
 

@@ -1,4 +1,5 @@
-"""Tests of the pacer over real socket pairs: delivery, hang-ups, back-pressure, shutdown."""
+"""Tests of the event loop over real socket pairs: delivery, fairness, hang-ups, back-pressure,
+timers and shutdown. A tiny protocol (``OnePlan``) runs one plan per connection and then closes it."""
 
 import socket
 import threading
@@ -7,7 +8,7 @@ import unittest
 
 from tests import support
 from pacer import Pacer
-from pipes import Wait, Write
+from steps import Wait, Write
 
 
 def wait_until(predicate, timeout=support.TIMEOUT):
@@ -16,6 +17,31 @@ def wait_until(predicate, timeout=support.TIMEOUT):
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in %s s" % timeout)
         time.sleep(0.005)
+
+
+class OnePlan:
+    """Protocol: run ``plan`` as a stream as soon as the loop takes the connection, then close."""
+
+    def __init__(self, conn, plan):
+        self.conn = conn
+        conn.loop.call_at(conn.loop.clock(), lambda: conn.run_plan(plan, streaming=True))
+
+    def data_received(self, data):
+        pass
+
+    def eof_received(self):
+        pass
+
+    def plan_done(self):
+        self.conn.close("complete")
+
+    def connection_lost(self, outcome):
+        pass
+
+
+def submit(pacer, sock, plan):
+    """Hand ``sock`` to the loop (from any thread) to run ``plan`` on it."""
+    pacer.call_soon_threadsafe(lambda: pacer.adopt(sock, ("test", 0), lambda conn: OnePlan(conn, plan)))
 
 
 class PacerTest(unittest.TestCase):
@@ -33,7 +59,7 @@ class PacerTest(unittest.TestCase):
     def test_plan_bytes_delivered_in_order_then_closed(self):
         server, client = self.pair()
         plan = [Write(b"a"), Wait(0.001), Write(b"bc"), Write(b""), Wait(0), Write(b"d")]
-        self.pacer.submit(server, iter(plan))
+        submit(self.pacer, server, iter(plan))
         self.assertEqual(support.read_all(client), b"abcd")
         wait_until(lambda: self.pacer.open_streams == 0)
 
@@ -44,7 +70,7 @@ class PacerTest(unittest.TestCase):
                 yield Write(b"%d:%d;" % (i, k)) if k % 2 == 0 else Wait(0.001)
 
         for i, (server, _) in enumerate(pairs):
-            self.pacer.submit(server, plan(i))
+            submit(self.pacer, server, plan(i))
         for i, (_, client) in enumerate(pairs):
             expected = b"".join(b"%d:%d;" % (i, k) for k in range(0, 20, 2))
             self.assertEqual(support.read_all(client), expected)
@@ -57,7 +83,7 @@ class PacerTest(unittest.TestCase):
                 yield Write(b"x" * 100)
                 yield Wait(0.001)
 
-        self.pacer.submit(server, endless())
+        submit(self.pacer, server, endless())
         self.assertTrue(client.recv(100))
         client.close()
         wait_until(lambda: self.pacer.open_streams == 0)
@@ -72,7 +98,7 @@ class PacerTest(unittest.TestCase):
                 pulled.append(1)
                 yield Write(b"y" * 16384)
 
-        self.pacer.submit(server, endless())
+        submit(self.pacer, server, endless())
         wait_until(lambda: len(pulled) > 0)
         time.sleep(0.05)
         stalled_at = len(pulled)
@@ -92,23 +118,57 @@ class PacerTest(unittest.TestCase):
             raise RuntimeError("bug in a plan")
 
         with self.assertLogs("pacer", level="ERROR"):
-            self.pacer.submit(bad_server, broken())
+            submit(self.pacer, bad_server, broken())
             self.assertEqual(support.read_all(bad_client), b"partial")
-        self.pacer.submit(good_server, iter([Write(b"fine")]))
+        submit(self.pacer, good_server, iter([Write(b"fine")]))
         self.assertEqual(support.read_all(good_client), b"fine")
+
+    def test_zero_delay_byte_stream_does_not_starve_a_paced_one(self):
+        # 20,000 one-byte writes with Wait(0) between them: each is due "now" again, yet the
+        # loop moves on to other sockets between turns.
+        hog_server, hog_client = self.pair()
+        paced_server, paced_client = self.pair()
+
+        def hog():
+            for _ in range(20000):
+                yield Write(b"x")
+                yield Wait(0)
+
+        submit(self.pacer, hog_server, hog())
+        self.assertEqual(hog_client.recv(1), b"x")
+        started = time.monotonic()
+        submit(self.pacer, paced_server, iter([Wait(0.01), Write(b"first"), Wait(0.01), Write(b"second")]))
+        self.assertEqual(paced_client.recv(5), b"first")
+        self.assertLess(time.monotonic() - started, 1.0)
+        received = len(b"".join(iter(lambda: hog_client.recv(65536), b"")))
+        self.assertEqual(received, 19999)
+
+    def test_timers_run_in_order_and_cancelled_ones_never(self):
+        ran = []
+        done = threading.Event()
+
+        def schedule():
+            now = self.pacer.clock()
+            self.pacer.call_at(now + 0.03, lambda: (ran.append("late"), done.set()))
+            self.pacer.call_at(now + 0.01, lambda: ran.append("early"))
+            self.pacer.call_at(now + 0.02, lambda: ran.append("cancelled")).cancel()
+
+        self.pacer.call_soon_threadsafe(schedule)
+        self.assertTrue(done.wait(support.TIMEOUT))
+        self.assertEqual(ran, ["early", "late"])
 
     def test_bad_step_closes_only_its_stream(self):
         bad_server, bad_client = self.pair()
         good_server, good_client = self.pair()
         with self.assertLogs("pacer", level="ERROR"):
-            self.pacer.submit(bad_server, iter([Write(None)]))
+            submit(self.pacer, bad_server, iter([Write(None)]))
             self.assertEqual(support.read_all(bad_client), b"")
-        self.pacer.submit(good_server, iter([Write(b"still here")]))
+        submit(self.pacer, good_server, iter([Write(b"still here")]))
         self.assertEqual(support.read_all(good_client), b"still here")
 
 
 class PacerWakeTest(unittest.TestCase):
-    def test_submits_from_many_threads_are_all_taken(self):
+    def test_calls_from_many_threads_are_all_taken(self):
         # Regression: the wake flag was cleared before the wake socket was drained, so a submit
         # landing in between left the flag set forever and later submits were never picked up.
         pacer = Pacer()
@@ -124,7 +184,7 @@ class PacerWakeTest(unittest.TestCase):
                 client.settimeout(support.TIMEOUT)
                 with lock:
                     clients.append(client)
-                pacer.submit(server, iter([Write(b"ok")]))
+                submit(pacer, server, iter([Write(b"ok")]))
 
         workers = [threading.Thread(target=submit_many) for _ in range(threads)]
         for w in workers:
@@ -138,7 +198,7 @@ class PacerWakeTest(unittest.TestCase):
             server, client = socket.socketpair()
             client.settimeout(support.TIMEOUT)
             clients.append(client)
-            pacer.submit(server, iter([Write(b"late")]))
+            submit(pacer, server, iter([Write(b"late")]))
             self.assertEqual(support.read_all(client), b"late")
         finally:
             for client in clients:
@@ -152,21 +212,11 @@ class PacerStopTest(unittest.TestCase):
         server, client = socket.socketpair()
         client.settimeout(support.TIMEOUT)
         with client:
-            pacer.submit(server, iter([Write(b"1"), Wait(3600), Write(b"2"), Wait(3600), Write(b"3")]))
+            submit(pacer, server, iter([Write(b"1"), Wait(3600), Write(b"2"), Wait(3600), Write(b"3")]))
             self.assertEqual(client.recv(1), b"1")
             pacer.stop(timeout=2.0)
             self.assertEqual(support.read_all(client), b"23")
         self.assertEqual(pacer.open_streams, 0)
-
-    def test_submit_after_stop_closes_socket(self):
-        pacer = Pacer()
-        pacer.start()
-        pacer.stop()
-        server, client = socket.socketpair()
-        client.settimeout(support.TIMEOUT)
-        with client:
-            pacer.submit(server, iter([Write(b"never")]))
-            self.assertEqual(support.read_all(client), b"")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ import unittest
 from tests import support
 from tests.support import RunningServer, call, connect, request_bytes
 import scenario
-from pipes import (ChunkEncoder, Close, Finish, Start, TextDelta, Usage, Wait, Write, choose_reply,
-                   parse_run_request, reply_events)
+from pipes import ChunkEncoder, Finish, Start, TextDelta, Usage, choose_reply, parse_run_request, reply_events
+from steps import Close, Wait, Write
 from scenario import build, header_layer, parse_layer, reframe, shape, splitter
 from threads import InvalidRequest
 

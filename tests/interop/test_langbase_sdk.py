@@ -14,8 +14,8 @@ Without the SDK every test is skipped with an install hint.
 
 Bounds: the SDK calls ``requests.request`` with no timeout, so each test replaces
 ``requests.request`` (for that test only) with a wrapper that adds ``timeout=SDK_TIMEOUT``; a
-stalled server then fails the test instead of hanging CI. Servers use a short
-``request_timeout``, and every stream is read to its end (a cleanup drains any stream a failing
+stalled server then fails the test instead of hanging CI. Servers use short
+head and keep-alive deadlines, and every stream is read to its end (a cleanup drains any stream a failing
 test left half-read).
 """
 
@@ -94,8 +94,8 @@ class SdkTestCase(unittest.TestCase):
 
     def start_server(self, **settings: Any) -> RunningServer:
         """A running server (stopped on cleanup); ``settings`` override ``main.Settings``."""
-        settings.setdefault("request_timeout", 2.0)
-        settings.setdefault("workers", 4)
+        settings.setdefault("head_timeout", 2.0)
+        settings.setdefault("keep_alive_timeout", 2.0)
         server = RunningServer(**settings)
         server.__enter__()
         self.addCleanup(server.__exit__, None, None, None)

@@ -33,7 +33,7 @@ Run with the SDK installed (``pip install langbase==0.0.5``)::
 Without the SDK every test is skipped with the same message as ``test_langbase_sdk``.
 
 Bounds: these tests reuse ``test_langbase_sdk.SdkTestCase``, whose wrapper gives every SDK
-request a timeout. Servers use ``request_timeout=2.0`` and 4 workers. Delays are at most
+request a timeout. Servers use 2 s head and keep-alive deadlines. Delays are at most
 0.02 s, and the one stall is 0.05 s. Every response the SDK opens is closed on cleanup, so a
 stream that a test stopped reading (or that failed) never keeps its server busy.
 """

@@ -18,8 +18,8 @@ Run with the SDK installed (``pip install openai==3.54.0``)::
 Without the SDK every test is skipped with an install hint.
 
 Bounds: every client has ``timeout=10`` (connect and each read) and ``max_retries=0``, except the
-retry tests, which allow 2 retries to show that none happens. Servers use a short
-``request_timeout``. Every client and every stream is closed on cleanup, so a failing test never
+retry tests, which allow 2 retries to show that none happens. Servers use short
+head and keep-alive deadlines. Every client and every stream is closed on cleanup, so a failing test never
 leaves a connection open.
 """
 
@@ -69,8 +69,8 @@ class OpenAISdkTestCase(unittest.TestCase):
 
     def start_server(self, **settings: Any) -> RunningServer:
         """A running server (stopped on cleanup); ``settings`` override ``main.Settings``."""
-        settings.setdefault("request_timeout", 2.0)
-        settings.setdefault("workers", 4)
+        settings.setdefault("head_timeout", 2.0)
+        settings.setdefault("keep_alive_timeout", 2.0)
         server = RunningServer(**settings)
         server.__enter__()
         self.addCleanup(server.__exit__, None, None, None)

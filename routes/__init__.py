@@ -1,0 +1,131 @@
+"""The route table and dispatch: which function answers a request, with which auth and error shape.
+
+Job: hold every endpoint as data (``api.Route`` records gathered from one module per area:
+``langbase``, ``openai``, ``frontends`` for the other chat backends' wire formats, and ``mock``
+for the mock's own endpoints), find the route for a method and path, apply the route's auth
+rule, call it, and turn any error into a JSON response in the route's own error shape. No I/O:
+``dispatch`` takes an ``api.Request`` and returns an ``api`` response value, so every route can
+be exercised without a socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Dict, List, Optional, Tuple
+
+from api import (
+    DOMAIN_ERRORS, ApiError, App, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
+    Response, Route, Unauthorized, domain_error,
+)
+from routes import frontends, langbase, mock, openai
+
+__all__ = ["ROUTES", "resolve", "dispatch", "error_response", "error_style_for", "check_auth"]
+
+log = logging.getLogger(__name__)
+
+ROUTES: List[Route] = mock.ROUTES + langbase.ROUTES + openai.ROUTES + frontends.ROUTES
+"""Every endpoint, in matching order."""
+
+_FALLBACK_STYLES = (("/v1/chat/", "openai"), ("/v1/models", "openai"), ("/api/", "plain"))
+"""Error shapes for paths no route matches (a 404), by prefix; anything else is Langbase's."""
+
+_BEARER_RE = re.compile(r"Bearer ([^\s]+)")
+_UNSET_TOKENS = ("undefined", "null", "None")
+
+
+def resolve(method: str, path: str) -> Tuple[Route, Dict[str, str]]:
+    """Find the route for ``method`` and ``path`` (no query string); ``HEAD`` matches ``GET``
+    routes. Returns ``(route, path parameters)``.
+
+    Raises:
+        NotFound: no route has this path.
+        MethodNotAllowed: the path exists for other methods (``Allow`` header lists them).
+    """
+    wanted = "GET" if method == "HEAD" else method
+    allowed = set()
+    for route in ROUTES:
+        match = route.pattern.fullmatch(path)
+        if match:
+            if route.method == wanted:
+                return route, match.groupdict()
+            allowed.add(route.method)
+    if allowed:
+        if "GET" in allowed:
+            allowed.add("HEAD")
+        allow = ", ".join(sorted(allowed) + ["OPTIONS"])
+        raise MethodNotAllowed(
+            "Method %s is not allowed on %s; use %s." % (method, path, allow),
+            headers=[("Allow", allow)],
+        )
+    raise NotFound("No route for %s %s; see GET / for the endpoints." % (method, path))
+
+
+def error_style_for(path: str) -> str:
+    """The error shape of ``path``'s routes (any method), for errors met before routing."""
+    for route in ROUTES:
+        if route.pattern.fullmatch(path):
+            return route.error_style
+    for prefix, style in _FALLBACK_STYLES:
+        if path.startswith(prefix):
+            return style
+    return "langbase"
+
+
+def check_auth(request: Request, api_key: Optional[str]) -> None:
+    """Apply ``--api-key``: without it any well-formed ``Authorization: Bearer <key>`` (or
+    none) passes; with it exactly that key is required. A token such as ``undefined`` is always
+    refused, since it means the client's key was never set.
+
+    Raises ``Unauthorized`` with a message that says what to send."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        if api_key is None:
+            return
+        raise Unauthorized("Missing Authorization header; send 'Authorization: Bearer <key>'.")
+    match = _BEARER_RE.fullmatch(header.strip())
+    if not match:
+        raise Unauthorized("Malformed Authorization header; expected 'Bearer <key>'.")
+    token = match.group(1)
+    if token in _UNSET_TOKENS:
+        raise Unauthorized("Authorization carries the token %r: your client's API key is not set." % token)
+    if api_key is not None and token != api_key:
+        raise Unauthorized("Invalid API key.")
+
+
+def error_response(error: ApiError, style: str, request: Optional[Request] = None) -> JsonResponse:
+    """``error`` as a JSON response in ``style`` (see ``ApiError.body``), with its headers."""
+    headers = list(error.headers)
+    if style == "openai":
+        if request is not None and request.request_id:
+            headers.append(("x-request-id", request.request_id))
+        if isinstance(error, MockFault):
+            # The same request draws the same fault again, so an SDK retry cannot succeed.
+            headers.append(("x-should-retry", "false"))
+    return JsonResponse(error.status, error.body(style), headers, error.close)
+
+
+def dispatch(app: App, request: Request) -> Response:
+    """Answer ``request``: route it, check auth, call the route. Never raises: errors become
+    JSON responses in the route's error shape, and an unexpected exception is logged with
+    its traceback and answered 500."""
+    style = error_style_for(request.path)
+    try:
+        route, params = resolve(request.method, request.path)
+        style = route.error_style
+        request.params = params
+        if route.auth:
+            check_auth(request, app.settings.api_key)
+        response = route.function(request, app)
+        if style == "openai":
+            response = response._replace(headers=list(response.headers) + [("x-request-id", request.request_id)])
+        return response
+    except ApiError as exc:
+        return error_response(exc, style, request)
+    except DOMAIN_ERRORS as exc:
+        return error_response(domain_error(exc), style, request)
+    except Exception:
+        log.exception("unexpected error answering %s %s", request.method, request.path)
+        return error_response(
+            ApiError("The mock server failed unexpectedly; see its log for the traceback.", close=True),
+            style, request)

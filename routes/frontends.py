@@ -1,0 +1,146 @@
+"""Routes of the other chat backends the mock stands in for, each in its own wire format:
+Lobe Chat (``POST /api/chat``, named events), the message lifecycle (``POST /api/stream``),
+``EventSource`` streams (``GET /api/events``) and resumable token streams (``POST
+/api/generate``, ``GET /api/stream/{sessionId}/{chatMessageId}``). No auth; Lobe Chat's error
+body on its route, ``{"error": message}`` on the others (the encoders and parsers are in
+``formats``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import List, Optional
+
+import formats
+import pipes
+import runs
+import scenario
+from api import (
+    App, BadRequest, Conflict, EmptyResponse, JsonResponse, NotFound, Request, Response, Route,
+    UsageExceeded, object_body, route,
+)
+
+__all__ = ["ROUTES", "EVENTSOURCE_RETRY_MS"]
+
+EVENTSOURCE_RETRY_MS = 1000
+"""The ``retry:`` hint (milliseconds) on ``GET /api/events`` streams."""
+
+
+def lobe_chat(request: Request, app: App) -> Response:
+    """``POST /api/chat``: Lobe Chat's named-event stream."""
+    data = object_body(request)
+    run_request, model = formats.parse_lobe_chat(data)
+    run = runs.prepare(app, request, run_request._replace(stream=True), data.get("mock"), wire="lobe", model=model)
+    runs.publish(app, run)
+    encoder = formats.LobeEncoder(run.reply.id)
+    return runs.stream(run, encoder, encoder.events(run.reply))
+
+
+def lifecycle(request: Request, app: App) -> Response:
+    """``POST /api/stream``: message-lifecycle events; with ``chatId`` the user messages
+    and the whole reply are stored in that thread."""
+    data = object_body(request)
+    run_request, chat_id, model = formats.parse_lifecycle(data)
+    run_request = run_request._replace(stream=True, tools=[], tool_choice=None)
+    run = runs.prepare(app, request, run_request, data.get("mock"), wire="lifecycle", model=model)
+    if chat_id is not None:
+        users = [m for m in run_request.messages if m["role"] == "user"]
+        runs.store_run(app, run, chat_id, users, create_missing=True)
+    runs.publish(app, run)
+    encoder = formats.LifecycleEncoder("msg_" + run.reply.id[len("chatcmpl-"):])
+    return runs.stream(run, encoder, encoder.events(run.reply))
+
+
+def events(request: Request, app: App) -> Response:
+    """``GET /api/events?prompt=…``: OpenAI chunks for ``EventSource``, with ``id:`` on
+    every event and ``retry:``; ``Last-Event-ID`` resumes after that event, and a stream
+    already delivered in full answers 204 so the browser stops reconnecting. Other query
+    parameters are scenario settings."""
+    query = request.query_params()
+    prompt = query.pop("prompt", [None])[-1]
+    if not prompt:
+        raise BadRequest("Add ?prompt=<text> to the URL.", param="prompt")
+    after = last_event_id(request.headers.get("Last-Event-ID") or query.pop("lastEventId", [None])[-1])
+    query.pop("lastEventId", None)
+    layer = scenario.parse_layer({k: v[-1] for k, v in query.items()}, "query string", from_text=True)
+    run_request = pipes.parse_run_request({"messages": [{"role": "user", "content": prompt}], "stream": True})
+    run = runs.prepare(app, request, run_request, None, layers=[layer], wire="eventsource")
+    runs.publish(app, run)
+    encoder = formats.EventSourceEncoder(run.reply.id, app.created, app.settings.model,
+                                         EVENTSOURCE_RETRY_MS, after)
+    if after >= encoder.total(run.reply):
+        return EmptyResponse(204)
+    run = run._replace(scenario=resumed(run.scenario, after))
+    return runs.stream(run, encoder, encoder.events(run.reply))
+
+
+def generate(request: Request, app: App) -> Response:
+    """``POST /api/generate``: start a generation for ``(sessionId, chatMessageId)`` in the
+    token buffer and return at once (202)."""
+    data = object_body(request)
+    run_request, key = formats.parse_generate(data)
+    run_request = run_request._replace(stream=True, tools=[], tool_choice=None)
+    run = runs.prepare(app, request, run_request, data.get("mock"), wire="tokens")
+    sc = run.scenario
+    try:
+        app.tokens.start(key, run.reply.pieces, sc.ttft, sc.interval, run.run_id, sc, run.fault)
+    except formats.GenerationExists:
+        raise Conflict("A generation for session %r, message %r is already running." % key) from None
+    except OverflowError:
+        raise UsageExceeded("The token buffer is full (%d generations); wait for old ones to "
+                            "expire." % app.tokens.limit) from None
+    runs.publish(app, run)
+    return JsonResponse(202, {"sessionId": key[0], "chatMessageId": key[1], "status": "started",
+                              "stream": "/api/stream/%s/%s" % key, "runId": run.run_id}, run.headers)
+
+
+def token_stream(request: Request, app: App) -> Response:
+    """``GET /api/stream/{sessionId}/{chatMessageId}``: the generation's tokens, from the
+    start (or after ``Last-Event-ID``), paced by when each token is produced."""
+    key = (request.params["sessionId"], request.params["chatMessageId"])
+    tokens = app.tokens
+    generation = tokens.get(key)
+    if generation is None:
+        raise NotFound("No generation for session %r, message %r (never started, or expired "
+                       "%d s after it finished)." % (key[0], key[1], tokens.ttl))
+    after = min(last_event_id(request.headers.get("Last-Event-ID")), len(generation.tokens))
+    sc = resumed(generation.scenario, after)
+    run = runs.Run(None, sc, random.Random("%s:%d" % (generation.run_id, after)), None,
+                   generation.fault, generation.run_id, {},
+                   [("lb-mock-seed", str(sc.seed)), ("lb-mock-run-id", generation.run_id)])
+    deltas = (pipes.TextDelta(t) for t in generation.tokens[after:])
+    return runs.stream(run, formats.TokenEncoder(after), deltas, waits=iter(tokens.schedule(generation, after)))
+
+
+def resumed(sc: scenario.Scenario, after: int) -> scenario.Scenario:
+    """The scenario for a stream resumed after ``after`` events. A fault point counted from the
+    stream's start stays where it was. A connection fault (``disconnect``, ``stall``,
+    ``corrupt``) already behind the resumed stream does not happen again, or a reconnecting
+    client would meet it forever; an ``error_frame`` is a failure of the reply itself, so a
+    client resuming past it gets the error at once."""
+    if not after:
+        return sc
+    if sc.fault in ("disconnect", "stall", "corrupt") and after >= sc.fault_after:
+        return dataclasses.replace(sc, fault="none", ttft=0.0)
+    return dataclasses.replace(sc, fault_after=max(0, sc.fault_after - after), ttft=0.0)
+
+
+def last_event_id(value: Optional[str]) -> int:
+    """The event id a reconnecting client sent (``Last-Event-ID``), or 0 for none.
+
+    Raises ``BadRequest`` for anything but an id these streams send (1 to 9 digits)."""
+    if not value:
+        return 0
+    if not (value.isascii() and value.isdigit()) or len(value) > 9:
+        raise BadRequest("Last-Event-ID must be an event id this stream sent (1, 2, ...).")
+    return int(value)
+
+
+ROUTES: List[Route] = [
+    route("POST", "/api/chat", lobe_chat, "lobe"),
+    route("POST", "/api/stream", lifecycle, "plain"),
+    route("GET", "/api/events", events, "plain"),
+    route("POST", "/api/generate", generate, "plain"),
+    route("GET", "/api/stream/{sessionId}/{chatMessageId}", token_stream, "plain"),
+]
+"""The other backends' endpoints: no auth; Lobe Chat's error body or ``{"error": message}``."""

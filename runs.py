@@ -1,0 +1,119 @@
+"""Run orchestration: one chat run, in any wire format, from request to a response value.
+
+Job: resolve a run's scenario (server flags < ``X-Mock-*`` headers < extra layers < the body's
+``mock`` object), choose the reply, draw the fault, and build the ground-truth record; then,
+after the route has stored what it stores, publish that record under the run id and build the
+stream's plan. Every route that answers with a model reply goes through here, so the order is
+the same everywhere and a record is never changed after it is published: a run that fails
+before its reply is sent (an unknown thread under ``--strict-threads``, a full store) leaves no
+record; a ``fault=http_error`` run is published with nothing stored, since that error *is* its
+reply. It has its own room because that order is a rule of its own, shared by every format.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+
+import pipes
+import scenario
+from api import App, BadRequest, MockFault, Request, StreamResponse
+
+__all__ = ["Run", "prepare", "publish", "stream", "store_run"]
+
+
+class Run(NamedTuple):
+    """A prepared run: ``request`` (``pipes.RunRequest``), resolved ``scenario``, its seeded
+    ``rng``, the ``reply`` (``pipes.Reply``), whether the ``fault`` fires, ``run_id`` (str),
+    the ground-truth ``record`` (dict, published by ``publish``) and the ``headers`` every
+    response of the run carries (``lb-mock-seed``, ``lb-mock-run-id``)."""
+
+    request: Any
+    scenario: scenario.Scenario
+    rng: random.Random
+    reply: Any
+    fault: bool
+    run_id: str
+    record: dict
+    headers: List[Tuple[str, str]]
+
+
+def fault_headers(sc: scenario.Scenario) -> List[Tuple[str, str]]:
+    """``Retry-After`` and rate-limit headers for a 429 or 503 fault."""
+    if sc.fault_status not in (429, 503):
+        return []
+    out = [("Retry-After", str(sc.retry_after))]
+    if sc.fault_status == 429:
+        out += [("x-ratelimit-limit", "60"), ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", str(sc.retry_after))]
+    return out
+
+
+def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: Any,
+            layers: Iterable[dict] = (), wire: str = "langbase", model: Optional[str] = None) -> Run:
+    """Resolve the scenario, choose the reply and draw the fault; nothing is stored yet.
+
+    Raises:
+        BadRequest: a scenario setting is invalid, or the stream would last too long.
+        MockFault: ``fault=http_error`` fired; that run's record is published first.
+    """
+    settings = app.settings
+    sc = scenario.build(
+        settings.seed, settings.delay, dict(settings.mock),
+        scenario.header_layer(http_request.headers.items()), *layers, scenario.body_layer(mock),
+    )
+    digest = pipes.request_digest(request)
+    rng = pipes.seeded_random(sc.seed, digest, "scenario")
+    replies = scenario.replies_for(sc, settings.replies)
+    reply = pipes.choose_reply(request, replies, sc.seed, scenario.splitter(sc, rng), digest)
+    fault = scenario.fault_fires(sc, rng)
+    seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
+    if request.stream and seconds > scenario.MAX_STREAM_SECONDS:
+        raise BadRequest(
+            "This stream would last up to %.0f s; the limit is %.0f s. Lower delay, ttft, "
+            "jitter or stall, or use a larger chunk_size." % (seconds, scenario.MAX_STREAM_SECONDS)
+        )
+    run_id = app.new_id()
+    headers = [("lb-mock-seed", str(sc.seed)), ("lb-mock-run-id", run_id)]
+    record = {
+        "run_id": run_id, "format": wire, "seed": sc.seed, "stream": request.stream,
+        "thread_id": None, "id": reply.id, "created": app.created,
+        "model": model or settings.model, "text": reply.text, "deltas": list(reply.pieces),
+        "tool_calls": pipes.reply_message(reply)["tool_calls"],
+        "usage": reply.usage.as_dict(), "finish_reason": reply.finish_reason,
+        "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read
+    }
+    run = Run(request, sc, rng, reply, fault, run_id, record, headers)
+    if fault and sc.fault == "http_error":
+        publish(app, run)
+        raise MockFault(sc.fault_status, sc.error_code,
+                        "Mock fault: HTTP %d (fault=http_error)." % sc.fault_status,
+                        headers + fault_headers(sc), explicit_code=sc.fault_code is not None)
+    return run
+
+
+def store_run(app: App, run: Run, thread_id: Optional[str], messages: List[dict],
+              create_missing: bool) -> str:
+    """Store ``messages`` (then the reply) in a thread in one atomic step and note the thread
+    in the run's record. Returns the thread id. Raises ``threads.ThreadNotFound`` or
+    ``threads.StoreFull`` with nothing stored (``ThreadStore.record_run``)."""
+    thread_id = app.store.record_run(thread_id, messages + [pipes.reply_message(run.reply)], create_missing)
+    run.record["thread_id"] = thread_id
+    return thread_id
+
+
+def publish(app: App, run: Run) -> None:
+    """Publish the run's ground truth under its run id (``GET /mock/runs/{runId}``); call it
+    once, after everything that can fail, right before the response is returned."""
+    app.runs.add(run.run_id, run.record)
+
+
+def stream(run: Run, encoder: Any, events: Iterator[pipes.Event], waits: Optional[Iterator[float]] = None,
+           headers: Iterable[Tuple[str, str]] = ()) -> StreamResponse:
+    """The run's stream: ``events`` shaped by its scenario (``scenario.shape`` then
+    ``scenario.reframe``), encoded by ``encoder``; ``waits`` replaces the scenario's pacing
+    (seconds before each event) when given."""
+    sc = run.scenario
+    shaped = scenario.shape(events, encoder, sc, run.rng, run.fault, waits)
+    return StreamResponse(scenario.reframe(shaped, sc, run.rng), list(headers) + run.headers,
+                          sc.body, sc.content_type)
