@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: this project's server against the reference Node peer.
 
+The Node peer is ``bench/peer_node.mjs``: a plain Node.js ``http`` server streaming the same
+frames.
+
 Job: for each workload and each repeat, start one server at a time on a fresh loopback port,
 wait until it accepts, run ``bench/loadgen.py`` against it as a subprocess (with
 ``--server-pid``), stop the server (SIGTERM, then SIGKILL after a timeout), and finally print the
@@ -31,7 +34,7 @@ __all__ = ["main"]
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(BENCH_DIR)
 LOADGEN = os.path.join(BENCH_DIR, "loadgen.py")
-DEFAULT_NODE_PEER = "../shared/perf/peer_node.mjs"  # relative to the repo root
+DEFAULT_NODE_PEER = "bench/peer_node.mjs"  # relative to the repo root
 
 # Plain words for the replies file: no punctuation, joined by single spaces.
 WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november "
@@ -141,9 +144,9 @@ def run_one(server: str, spec: dict, args, ctx: dict, rep: int) -> dict:
     if server == "ours":
         cmd = [args.python, "main.py", "--port", str(port), "--delay", delay,
                "--log-level", "warning", "--replies", ctx["replies"][spec["chunks"]]]
-    else:
+    else:  # the peer's --chunks counts word frames; its role frame is the first chunk
         cmd = [ctx["node"], ctx["node_peer"], "--port", str(port), "--delay", delay,
-               "--chunks", str(spec["chunks"])]
+               "--chunks", str(spec["chunks"] - 1)]
     log_path = os.path.join(ctx["tmp"], f"{server}-{spec['name']}-{rep}.log")
     out_path = os.path.join(ctx["tmp"], f"{server}-{spec['name']}-{rep}.json")
     rec = {"server": server, "repeat": rep, "server_command": shlex.join(cmd), "ok": False}
@@ -333,7 +336,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="runs per workload and server")
     p.add_argument("--servers", default="ours,node", help="ours, node or both")
     p.add_argument("--node-peer", default=DEFAULT_NODE_PEER,
-                   help="path of peer_node.mjs (relative paths are relative to the repo root)")
+                   help="path of the Node peer (relative paths are relative to the repo root); "
+                        "an error if missing, unless --servers ours")
     p.add_argument("--chunks", type=int, default=20, help="chunks per stream in paced workloads")
     p.add_argument("--delay", type=float, default=0.05, help="seconds between chunks (paced)")
     p.add_argument("--zero-chunks", type=int, default=2000, help="chunks per zero-delay stream")
@@ -376,10 +380,13 @@ def main(argv=None) -> int:
         os.path.join(REPO_ROOT, args.node_peer))
     skipped = {}
     if "node" in servers and (node is None or not os.path.isfile(node_peer)):
-        why = "node is not on PATH" if node is None else f"{node_peer} does not exist"
-        skipped["node"] = why
-        servers.remove("node")
-        print(f"compare: skipping the Node peer: {why}", file=sys.stderr)
+        # Fail now rather than spend minutes on a one-sided run nobody asked for.
+        why = ("node is not on PATH" if node is None
+               else f"--node-peer {args.node_peer} does not exist" + (
+                   "" if os.path.isabs(args.node_peer) else " (relative to the repo root)"))
+        print(f"compare: cannot run the Node peer: {why} "
+              f"(pass --servers ours to benchmark this server alone)", file=sys.stderr)
+        return 2
     if "ours" in servers and not os.path.isfile(os.path.join(REPO_ROOT, "main.py")):
         skipped["ours"] = "main.py does not exist"
         servers.remove("ours")
@@ -441,7 +448,8 @@ def main(argv=None) -> int:
         "server_commands": {
             "ours": f"{os.path.basename(args.python)} main.py --port P --delay D --log-level warning "
                     "--replies FILE  (FILE: one reply of chunks-1 plain words)",
-            "node": f"node {args.node_peer} --port P --delay D --chunks N",
+            "node": f"node {args.node_peer} --port P --delay D --chunks N-1  "
+                    "(N-1 word frames after the role frame)",
         },
         "workloads": results,
     }
