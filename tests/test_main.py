@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 from tests import support
@@ -152,6 +153,94 @@ class ProcessTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 1)
         self.assertIn("cannot listen on 127.0.0.1:%d" % port, proc.stderr)
         self.assertIn("--port 0", proc.stderr)
+
+
+class ShutdownUnderLoadTest(unittest.TestCase):
+    """Signals against a real process holding many open streams and half-open connections."""
+
+    def start(self, *args):
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(support.ROOT, "main.py"), "--port", "0", "--log-level", "warning", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait(support.TIMEOUT)))
+        first = proc.stdout.readline()
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", first)
+        self.assertTrue(match, first)
+        return proc, int(match.group(1))
+
+    def open(self, port, rcvbuf=None):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(support.TIMEOUT)
+        sock.connect(("127.0.0.1", port))
+        return sock
+
+    def wait_for_streams(self, port, count, seconds):
+        deadline = time.monotonic() + seconds
+        open_streams = None
+        for _ in range(1000):
+            open_streams = support.call(port, "GET", "/health").json()["open_streams"]
+            if open_streams >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertGreaterEqual(open_streams, count)
+
+    def test_sigterm_with_300_streams_and_half_open_connections_exits_0_within_2_s(self):
+        proc, port = self.start()
+        body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "Hello"}]}).encode()
+        request = request_bytes("POST", "/v1/pipes/run", body,
+                                {"Content-Type": "application/json", "X-Mock-Delay": "0.5"})
+        streams = [self.open(port) for _ in range(300)]
+        for sock in streams:
+            sock.sendall(request)
+        for _ in range(50):
+            self.open(port).sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+        for _ in range(50):
+            self.open(port)
+        self.wait_for_streams(port, 300, 5.0)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            self.fail("still running 2 s after SIGTERM")
+        self.assertLess(time.monotonic() - sent, 2.0)
+        self.assertEqual(code, 0)
+        self.assertNotIn("Traceback", proc.stderr.read())
+        # Open streams were finished at full speed before the process ended.
+        for sock in streams:
+            self.assertTrue(support.read_all(sock).endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"))
+
+    def test_second_sigint_during_drain_exits_at_once(self):
+        proc, port = self.start()
+        # Long streams whose clients never read: the drain cannot finish them, so it would take
+        # its whole second.
+        big = {"reply_text": "x " * 10000, "chunking": "char", "multiline_data": True, "event_ids": True,
+               "keepalive_between": True, "delay": 0.04}
+        body = json.dumps({"stream": True, "messages": [{"role": "user", "content": "Hello"}],
+                           "mock": big}).encode()
+        request = request_bytes("POST", "/v1/pipes/run", body, {"Content-Type": "application/json"})
+        for _ in range(20):
+            self.open(port, rcvbuf=4096).sendall(request)
+        self.wait_for_streams(port, 20, 5.0)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        self.assertIsNone(proc.poll(), "the drain ended before the second signal")
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            self.fail("still running 1 s after the second SIGINT")
+        self.assertLess(time.monotonic() - sent, 1.0)
+        stderr = proc.stderr.read()
+        self.assertNotIn("Traceback", stderr)
+        self.assertNotIn("KeyboardInterrupt", stderr)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,487 @@
+"""Connections over real sockets: crowds of slow or silent clients, every per-request deadline,
+strict request framing, the connection cap, HEAD, half-close, keep-alive after streams,
+``Expect: 100-continue`` and fairness between a zero-delay stream and a paced one.
+
+Every socket has a timeout and is closed by the test; every loop is bounded in count and time.
+"""
+
+import json
+import logging
+import selectors
+import socket
+import threading
+import time
+import unittest
+from unittest import mock
+
+import routes.mock
+from tests import support
+from tests.support import ResponseReader, RunningServer, call, request_bytes, sse_data
+
+HI = {"messages": [{"role": "user", "content": "Hi"}]}
+STREAM = dict(HI, stream=True)
+STREAM_BYTES = json.dumps(STREAM).encode()
+REPLY = "Hello, world!"
+
+
+def parse_response(raw):
+    """Split the first response off ``raw`` (bytes read from a socket).
+
+    Returns ``(status, headers, body, rest)``: ``headers`` a list of (name, value) pairs, ``body``
+    de-chunked (or ``Content-Length`` bytes, or all that follows for a close-delimited body) and
+    ``rest`` the bytes after that response."""
+    reader = ResponseReader(_NoSocket())
+    reader.buf = raw
+    response = reader.read()
+    return response.status, response.headers, response.body, reader.buf
+
+
+class _NoSocket:
+    """Stands in for a socket whose bytes are all in hand: the stream has ended."""
+
+    def recv(self, size):
+        return b""
+
+
+def header(headers, name):
+    values = [v for k, v in headers if k.lower() == name.lower()]
+    return values[0] if values else None
+
+
+def stream_text(body):
+    """The reply text of a Langbase/OpenAI chunk stream (SSE body without HTTP framing)."""
+    out = []
+    for data in sse_data(body):
+        if data == "[DONE]":
+            continue
+        out.append(json.loads(data)["choices"][0]["delta"].get("content") or "")
+    return "".join(out)
+
+
+class SocketTestCase(unittest.TestCase):
+    """Helpers that open sockets closed at cleanup and read with bounded time."""
+
+    def open(self, port, rcvbuf=None):
+        if rcvbuf is None:
+            sock = support.connect(port)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(support.TIMEOUT)
+            try:
+                sock.connect(("127.0.0.1", port))
+            except BaseException:
+                sock.close()
+                raise
+        self.addCleanup(sock.close)
+        return sock
+
+    def read_to_close(self, sock, seconds=5.0):
+        """Every byte until the server closes the connection; fails after ``seconds``."""
+        deadline = time.monotonic() + seconds
+        parts = []
+        for _ in range(100_000):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.fail("connection still open after %g s (got %r)" % (seconds, b"".join(parts)[-200:]))
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                return b"".join(parts)
+            parts.append(data)
+        self.fail("too many reads")
+
+    def wait_for(self, predicate, seconds, what):
+        deadline = time.monotonic() + seconds
+        for _ in range(10_000):
+            if predicate():
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        self.fail("%s: not within %g s" % (what, seconds))
+
+    def assert_error_close(self, raw, status, code):
+        """``raw`` holds exactly one JSON error response with ``Connection: close``."""
+        got, headers, body, rest = parse_response(raw)
+        self.assertEqual(got, status, raw[:300])
+        self.assertEqual(header(headers, "Connection"), "close")
+        self.assertEqual(header(headers, "Content-Type"), "application/json")
+        self.assertEqual(int(header(headers, "Content-Length")), len(body))
+        error = json.loads(body)["error"]
+        self.assertEqual((error["code"], error["status"]), (code, status))
+        self.assertTrue(error["message"])
+        self.assertEqual(rest, b"", "something was answered after the error")
+        return headers
+
+
+class CrowdTest(SocketTestCase):
+    def test_normal_requests_answered_promptly_beside_every_crowd(self):
+        with RunningServer(delay=0.01, replies=(REPLY,)) as s:
+            port = s.port
+            silent = [self.open(port) for _ in range(64)]
+            half_heads = []
+            for _ in range(50):
+                sock = self.open(port)
+                sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: appl")
+                half_heads.append(sock)
+            half_bodies = []
+            for _ in range(50):
+                sock = self.open(port)
+                sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+                             b"\r\nContent-Length: 1000\r\n\r\n" + b'{"stream":')
+                half_bodies.append(sock)
+            idle = []
+            for _ in range(50):
+                sock = self.open(port)
+                sock.sendall(request_bytes("GET", "/health"))
+                self.assertEqual(ResponseReader(sock).read().status, 200)
+                idle.append(sock)
+            tricklers = [self.open(port) for _ in range(20)]
+            trickle = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 200
+            uploader = self.open(port)
+            upload = STREAM_BYTES
+            uploader.sendall(request_bytes("POST", "/v1/pipes/run", headers={
+                "Content-Type": "application/json", "Content-Length": str(len(upload))}))
+
+            stop = threading.Event()
+
+            def drip():
+                for i in range(80):  # one byte each 0.1 s, at most 8 s
+                    for sock in tricklers:
+                        try:
+                            sock.send(trickle[i:i + 1])
+                        except OSError:
+                            pass
+                    try:
+                        uploader.send(upload[i:i + 1])
+                    except OSError:
+                        pass
+                    if stop.wait(0.1):
+                        return
+
+            dripper = threading.Thread(target=drip, daemon=True)
+            dripper.start()
+            try:
+                total = 64 + 50 + 50 + 50 + 20 + 1
+                self.wait_for(lambda: s.server.pacer.connections >= total, 3.0, "every crowd accepted")
+                time.sleep(0.3)  # the tricklers and the uploader are under way
+
+                started = time.monotonic()
+                health = call(port, "GET", "/health")
+                health_seconds = time.monotonic() - started
+                self.assertEqual(health.status, 200)
+                self.assertEqual(health.json()["status"], "healthy")
+                self.assertEqual(health.json()["open_streams"], 0)
+
+                started = time.monotonic()
+                run = call(port, "POST", "/v1/pipes/run", STREAM)
+                run_seconds = time.monotonic() - started
+                self.assertEqual(run.status, 200)
+                self.assertEqual(run.header("Transfer-Encoding"), "chunked")
+                self.assertTrue(run.raw_body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"))
+                self.assertEqual(stream_text(run.body), REPLY)
+
+                self.assertLess(health_seconds, 1.0)
+                self.assertLess(run_seconds, 1.0)
+                # Every crowd was still there, all at once, while those two were answered.
+                self.assertGreaterEqual(s.server.pacer.connections, total)
+            finally:
+                stop.set()
+                dripper.join(support.TIMEOUT)
+            self.assertFalse(dripper.is_alive())
+            del silent, half_heads, half_bodies, idle
+
+
+class DeadlineTest(SocketTestCase):
+    def test_head_timeout_closes_silent_connection_and_answers_half_sent_head_408(self):
+        with RunningServer(head_timeout=0.5) as s:
+            silent = self.open(s.port)
+            half = self.open(s.port)
+            half.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            started = time.monotonic()
+            self.assertEqual(self.read_to_close(silent, 3.0), b"")  # closed with no bytes
+            self.assertGreater(time.monotonic() - started, 0.3)
+            headers = self.assert_error_close(self.read_to_close(half, 3.0), 408, "REQUEST_TIMEOUT")
+            self.assertLess(time.monotonic() - started, 2.0)
+            self.assertIsNone(header(headers, "lb-request-id"))
+
+    def test_trickling_client_cut_at_head_timeout_though_it_keeps_sending(self):
+        with RunningServer(head_timeout=0.5) as s:
+            sock = self.open(s.port)
+            head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 1000
+            sel = selectors.DefaultSelector()
+            self.addCleanup(sel.close)
+            sel.register(sock, selectors.EVENT_READ)
+            started = time.monotonic()
+            answered = None
+            for i in range(60):  # a byte every 0.05 s for at most 3 s
+                if sel.select(0.05):
+                    answered = time.monotonic() - started
+                    break
+                try:
+                    sock.send(head[i:i + 1])
+                except OSError:
+                    break
+            self.assertIsNotNone(answered, "never answered while it kept sending")
+            self.assertGreater(answered, 0.4)
+            self.assertLess(answered, 1.5)
+            self.assert_error_close(self.read_to_close(sock), 408, "REQUEST_TIMEOUT")
+
+    def test_body_timeout_answers_408(self):
+        with RunningServer(body_timeout=0.5) as s:
+            sock = self.open(s.port)
+            sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000\r\n\r\n" + b'{"stream":')
+            started = time.monotonic()
+            self.assert_error_close(self.read_to_close(sock, 3.0), 408, "REQUEST_TIMEOUT")
+            self.assertGreater(time.monotonic() - started, 0.3)
+            self.assertLess(time.monotonic() - started, 2.0)
+
+    def test_keep_alive_timeout_closes_idle_connection(self):
+        with RunningServer(keep_alive_timeout=0.5) as s:
+            sock = self.open(s.port)
+            sock.sendall(request_bytes("GET", "/health"))
+            reader = ResponseReader(sock)
+            response = reader.read()
+            self.assertEqual(response.status, 200)
+            self.assertIsNone(response.header("Connection"))
+            started = time.monotonic()
+            self.assertEqual(reader.buf + self.read_to_close(sock, 3.0), b"")
+            self.assertGreater(time.monotonic() - started, 0.3)
+            self.assertLess(time.monotonic() - started, 2.0)
+
+    def test_write_timeout_drops_a_client_that_never_reads(self):
+        big = {"reply_text": "x " * 10000, "chunking": "char", "multiline_data": True, "event_ids": True,
+               "keepalive_between": True}
+        body = json.dumps(dict(STREAM, mock=big)).encode()
+        with RunningServer(write_timeout=0.5) as s:
+            sock = self.open(s.port, rcvbuf=4096)
+            sock.sendall(request_bytes("POST", "/v1/pipes/run", body, {"Content-Type": "application/json"}))
+            self.wait_for(lambda: call(s.port, "GET", "/health").json()["open_streams"] == 1, 2.0,
+                          "the stream is open")
+            started = time.monotonic()
+            self.wait_for(lambda: call(s.port, "GET", "/health").json()["open_streams"] == 0, 5.0,
+                          "the unread stream was dropped")
+            self.assertGreater(time.monotonic() - started, 0.2)
+            raw = self.read_to_close(sock, 10.0)
+            self.assertTrue(raw.startswith(b"HTTP/1.1 200 "))
+            self.assertFalse(raw.endswith(b"0\r\n\r\n"), "the whole stream was sent: nothing was dropped")
+            self.assertEqual(call(s.port, "GET", "/health").status, 200)
+
+
+BAD_HEADS = [
+    # (name, header lines between Host and the blank line, body bytes, status, code)
+    ("no colon", b"X-Note no colon here\r\nContent-Length: 2\r\n", b"{}", 400, "BAD_REQUEST"),
+    ("space before colon in Content-Length", b"Content-Length : 5\r\n", b"hello", 400, "BAD_REQUEST"),
+    ("space before colon in Transfer-Encoding", b"Transfer-Encoding : chunked\r\n", b"0\r\n\r\n", 400,
+     "BAD_REQUEST"),
+    ("tab before colon", b"Content-Length\t: 2\r\n", b"{}", 400, "BAD_REQUEST"),
+    ("obs-fold", b"X-Note: first\r\n  folded\r\nContent-Length: 2\r\n", b"{}", 400, "BAD_REQUEST"),
+    ("conflicting Content-Length", b"Content-Length: 2\r\nContent-Length: 3\r\n", b"{} ", 400, "BAD_REQUEST"),
+    ("non-numeric Content-Length", b"Content-Length: abc\r\n", b"", 400, "BAD_REQUEST"),
+    ("signed Content-Length", b"Content-Length: +2\r\n", b"{}", 400, "BAD_REQUEST"),
+    ("negative Content-Length", b"Content-Length: -1\r\n", b"", 400, "BAD_REQUEST"),
+    ("Transfer-Encoding gzip", b"Transfer-Encoding: gzip\r\nContent-Length: 2\r\n", b"{}", 400, "BAD_REQUEST"),
+    ("Transfer-Encoding chunked", b"Transfer-Encoding: chunked\r\n", b"2\r\n{}\r\n0\r\n\r\n", 411,
+     "LENGTH_REQUIRED"),
+    ("NUL in a header value", b"X-Note: a\x00b\r\nContent-Length: 2\r\n", b"{}", 400, "BAD_REQUEST"),
+]
+
+
+class FramingTest(SocketTestCase):
+    def test_malformed_heads_answered_once_then_closed_and_smuggled_delete_never_runs(self):
+        with RunningServer() as s:
+            created = call(s.port, "POST", "/v1/threads", {})
+            self.assertEqual(created.status, 200)
+            thread_id = created.json()["id"]
+            smuggled = ("DELETE /v1/threads/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % thread_id).encode()
+            for name, lines, body, status, code in BAD_HEADS:
+                with self.subTest(name):
+                    sock = self.open(s.port)
+                    sock.sendall(b"POST /v1/threads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                 + lines + b"\r\n" + body + smuggled)
+                    self.assert_error_close(self.read_to_close(sock), status, code)
+                    sock.close()
+                    self.assertEqual(call(s.port, "GET", "/v1/threads/%s" % thread_id).status, 200,
+                                     "the smuggled DELETE ran")
+            # Control: the same DELETE on its own does delete the thread.
+            with self.open(s.port) as sock:
+                sock.sendall(smuggled)
+                self.assertEqual(ResponseReader(sock).read().status, 200)
+            self.assertEqual(call(s.port, "GET", "/v1/threads/%s" % thread_id).status, 404)
+
+    def test_head_over_64_kib_is_431(self):
+        with RunningServer() as s:
+            for name, tail in (("unfinished", b""), ("finished", b"\r\n\r\n")):
+                with self.subTest(name):
+                    sock = self.open(s.port)
+                    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (66 * 1024) + tail
+                    sock.sendall(head)
+                    self.assert_error_close(self.read_to_close(sock), 431, "REQUEST_HEADER_FIELDS_TOO_LARGE")
+                    sock.close()
+            self.assertEqual(call(s.port, "GET", "/health").status, 200)
+
+    def test_unknown_method_is_501(self):
+        with RunningServer() as s:
+            sock = self.open(s.port)
+            sock.sendall(b"BREW /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assert_error_close(self.read_to_close(sock), 501, "NOT_IMPLEMENTED")
+
+    def test_http10_request_gets_close_delimited_stream(self):
+        with RunningServer(replies=(REPLY,)) as s:
+            sock = self.open(s.port)
+            sock.sendall(request_bytes("POST", "/v1/pipes/run", STREAM_BYTES, {"Content-Type": "application/json"},
+                                       version="HTTP/1.0"))
+            raw = self.read_to_close(sock)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        self.assertEqual(lines[0], "HTTP/1.1 200 OK")
+        headers = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+        self.assertEqual(header(headers, "Connection"), "close")
+        self.assertIsNone(header(headers, "Transfer-Encoding"))
+        self.assertIsNone(header(headers, "Content-Length"))
+        self.assertEqual(header(headers, "Content-Type"), "text/event-stream; charset=utf-8")
+        self.assertTrue(body.endswith(b"data: [DONE]\n\n"))
+        self.assertEqual(stream_text(body), REPLY)
+
+
+class CapTest(SocketTestCase):
+    def test_connection_over_the_cap_gets_503_and_health_works_after(self):
+        with RunningServer(max_connections=5) as s, self.assertLogs("pacer", logging.WARNING):
+            silent = [self.open(s.port) for _ in range(5)]
+            self.wait_for(lambda: s.server.pacer.connections == 5, 3.0, "five connections accepted")
+            extra = self.open(s.port)
+            raw = self.read_to_close(extra)
+            status, headers, body, rest = parse_response(raw)
+            self.assertTrue(raw.startswith(b"HTTP/1.1 503 "), raw[:100])
+            self.assertEqual(status, 503)
+            self.assertEqual(header(headers, "Retry-After"), "1")
+            self.assertEqual(header(headers, "Connection"), "close")
+            self.assertEqual(header(headers, "Content-Type"), "application/json")
+            error = json.loads(body)["error"]
+            self.assertEqual((error["code"], error["status"]), ("SERVICE_UNAVAILABLE", 503))
+            self.assertEqual(rest, b"")
+            for sock in silent:
+                sock.close()
+            self.wait_for(lambda: s.server.pacer.connections == 0, 3.0, "silent connections gone")
+            health = call(s.port, "GET", "/health")
+            self.assertEqual(health.status, 200)
+            self.assertEqual(health.json()["status"], "healthy")
+
+
+class HeadTest(SocketTestCase):
+    def test_head_has_get_headers_without_body_and_connection_stays_usable(self):
+        fixed_time = mock.Mock(monotonic=mock.Mock(return_value=1000.25))
+        with RunningServer() as s, mock.patch.object(routes.mock, "time", fixed_time):
+            sock = self.open(s.port)
+            reader = ResponseReader(sock)
+            sock.sendall(request_bytes("GET", "/health"))
+            get = reader.read()
+            sock.sendall(request_bytes("HEAD", "/health"))
+            head = reader.read(head_only=True)
+            sock.sendall(request_bytes("GET", "/health"))
+            after = reader.read()
+        self.assertEqual((get.status, head.status, after.status), (200, 200, 200))
+        self.assertEqual(reader.buf, b"")  # HEAD sent no body: the next response followed at once
+        self.assertEqual(head.header("Content-Length"), get.header("Content-Length"))
+        self.assertEqual(int(head.header("Content-Length")), len(get.body))
+        varying = ("date", "lb-request-id")
+        self.assertEqual([h for h in head.headers if h[0].lower() not in varying],
+                         [h for h in get.headers if h[0].lower() not in varying])
+        self.assertIsNone(head.header("Connection"))
+        self.assertEqual(after.json(), get.json())
+
+
+class ConnectionLifeTest(SocketTestCase):
+    def test_half_closed_client_still_gets_the_whole_stream_then_close(self):
+        with RunningServer(delay=0.02, replies=(REPLY,)) as s:
+            sock = self.open(s.port)
+            sock.sendall(request_bytes("POST", "/v1/pipes/run", STREAM_BYTES, {"Content-Type": "application/json"}))
+            sock.shutdown(socket.SHUT_WR)
+            raw = self.read_to_close(sock)
+        status, headers, body, rest = parse_response(raw)
+        self.assertEqual(status, 200)
+        self.assertEqual(header(headers, "Transfer-Encoding"), "chunked")
+        self.assertTrue(raw.endswith(b"\r\n0\r\n\r\n"))
+        self.assertIn("[DONE]", sse_data(body))
+        self.assertEqual(stream_text(body), REPLY)
+        self.assertEqual(rest, b"")
+
+    def test_keep_alive_after_streams(self):
+        with RunningServer(delay=0.005, replies=(REPLY,)) as s:
+            sock = self.open(s.port)
+            reader = ResponseReader(sock)
+            request = request_bytes("POST", "/v1/pipes/run", STREAM_BYTES, {"Content-Type": "application/json"})
+            responses = []
+            for data in (request, request, request_bytes("GET", "/health")):
+                sock.sendall(data)
+                responses.append(reader.read())
+        first, second, health = responses
+        for response in (first, second):
+            self.assertEqual(response.status, 200)
+            self.assertEqual(response.header("Transfer-Encoding"), "chunked")
+            self.assertIsNone(response.header("Connection"))
+            self.assertTrue(response.raw_body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n"))
+            self.assertEqual(stream_text(response.body), REPLY)
+        self.assertEqual(health.status, 200)
+        self.assertIsNone(health.header("Connection"))
+        self.assertEqual(health.json()["status"], "healthy")
+
+    def test_expect_100_continue(self):
+        with RunningServer(replies=(REPLY,)) as s:
+            sock = self.open(s.port)
+            body = json.dumps(HI).encode()
+            sock.sendall(request_bytes("POST", "/v1/pipes/run", headers={
+                "Content-Type": "application/json", "Content-Length": str(len(body)), "Expect": "100-continue"}))
+            reader = ResponseReader(sock)
+            interim = reader._take_until(b"\r\n\r\n")
+            self.assertEqual(interim, b"HTTP/1.1 100 Continue")
+            self.assertEqual(reader.buf, b"")
+            sock.sendall(body)
+            response = reader.read()
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.json()["completion"], REPLY)
+
+    def test_zero_delay_byte_framed_stream_does_not_hold_up_a_paced_one(self):
+        hog_body = json.dumps(dict(STREAM, mock={"reply_text": "y " * 10000})).encode()
+        with RunningServer(delay=0.05, replies=(REPLY,)) as s:
+            hog = self.open(s.port)
+            hog.sendall(request_bytes("POST", "/v1/pipes/run", hog_body, {
+                "Content-Type": "application/json", "X-Mock-Framing": "byte", "X-Mock-Delay": "0"}))
+            self.assertEqual(len(hog.recv(1)), 1)
+            paced = self.open(s.port)
+            started = time.monotonic()
+            paced.sendall(request_bytes("POST", "/v1/pipes/run", STREAM_BYTES, {"Content-Type": "application/json"}))
+            sel = selectors.DefaultSelector()
+            self.addCleanup(sel.close)
+            sel.register(hog, selectors.EVENT_READ, "hog")
+            sel.register(paced, selectors.EVENT_READ, "paced")
+            got, hog_bytes, first_body_byte = b"", 0, None
+            for _ in range(100_000):  # keep the hog's client reading, so it stays busy
+                if time.monotonic() - started > 3.0:
+                    break
+                for key, _ in sel.select(0.1):
+                    data = key.fileobj.recv(65536)
+                    if key.data == "hog":
+                        hog_bytes += len(data)
+                    else:
+                        got += data
+                _, sep, body = got.partition(b"\r\n\r\n")
+                if sep and body:
+                    first_body_byte = time.monotonic() - started
+                    break
+            self.assertIsNotNone(first_body_byte, "the paced stream sent no body byte")
+            self.assertLess(first_body_byte, 1.0)
+            self.assertTrue(got.startswith(b"HTTP/1.1 200 "))
+            self.assertEqual(call(s.port, "GET", "/health").json()["open_streams"], 2)  # the hog still runs
+            hog.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
