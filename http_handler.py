@@ -366,7 +366,7 @@ class HttpConnection:
         what = "head" if kind == "head" else "body"
         seconds = self.limits.head_timeout if kind == "head" else self.limits.body_timeout
         path = self.head.request.path if self.head is not None else "/"
-        log.info("%s: request %s not complete after %g s; closing", self._client(), what, seconds)
+        log.debug("%s: request %s not complete after %g s; closing", self._client(), what, seconds)
         self._respond_error(RequestTimeout(
             "The request %s did not arrive within %g s; send the whole request promptly." % (what, seconds),
             close=True), path, None)

@@ -309,6 +309,7 @@ class Server(ThreadingHTTPServer):
                              settings.max_body_bytes)
         self._serving = False
         self._stopped = False
+        self._life = threading.Lock()  # orders serve_forever and stop, whichever comes first
         super().__init__((settings.host, settings.port), BaseHTTPRequestHandler, bind_and_activate=True)
 
     def server_bind(self) -> None:
@@ -322,9 +323,10 @@ class Server(ThreadingHTTPServer):
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Run the event loop on this thread until ``stop()`` (``poll_interval`` is unused:
         the loop wakes on events, not by polling)."""
-        if self._stopped:
-            return
-        self._serving = True
+        with self._life:
+            if self._stopped:
+                return
+            self._serving = True
         self.pacer.listen(self.socket, self._protocol, refusal(self.settings.max_connections))
         self.pacer.run()
 
@@ -336,10 +338,12 @@ class Server(ThreadingHTTPServer):
         """Stop accepting, finish open streams at full speed (at most ``drain_seconds``), close
         every connection and the listening socket. Call from a thread other than the one in
         ``serve_forever``; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._serving:
+        with self._life:
+            if self._stopped:
+                return
+            self._stopped = True
+            serving = self._serving
+        if serving:
             self.pacer.stop(drain_seconds)
         self.server_close()
 

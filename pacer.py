@@ -369,7 +369,8 @@ class Pacer:
         self.max_connections = max_connections
         self.slack = slack
         self.clock = clock
-        self.stopping = False
+        self.stopping = False  # set on the loop thread once stop() is under way
+        self._stop_requested = False
         self.open_streams = 0  # connections running a plan marked as a stream
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -407,7 +408,8 @@ class Pacer:
         """Stop accepting; close idle and half-read connections; let open plans finish with
         waits skipped for at most ``timeout`` seconds; then close everything and return (after
         the loop has ended, if it was running). Safe to call more than once."""
-        if not self.stopping:
+        if not self._stop_requested:
+            self._stop_requested = True
             self._drain_until = self.clock() + timeout
             self.call_soon_threadsafe(self._begin_stop)
         if self._thread is not None and self._thread is not threading.current_thread():
