@@ -34,10 +34,10 @@ from api import (
     LengthRequired, PayloadTooLarge, Request, RequestTimeout, ServiceUnavailable, StreamResponse,
 )
 from sse import dumps_compact
-from steps import Close, Step, Wait, Write
+from steps import Step, Wait, Write
 from threads import new_uuid4
 
-__all__ = ["HttpConnection", "Limits", "chunked", "http_body", "refusal", "MAX_HEAD_BYTES"]
+__all__ = ["HttpConnection", "Limits", "chunk", "LAST_CHUNK", "buffered_body", "refusal", "MAX_HEAD_BYTES"]
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
@@ -59,6 +59,7 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*")
 _CONTENT_LENGTH = re.compile(rb"[ \t]*([0-9]{1,18})[ \t]*")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NOTHING: Iterator[Step] = iter(())  # the plan of a response whose head says it all
 
 
 class Limits:
@@ -80,56 +81,35 @@ class Limits:
 # --- framing a plan as an HTTP body (sans-I/O) -----------------------------------------------
 
 
-def chunked(plan: Iterable[Step]) -> Iterator[Step]:
-    """Wrap each ``Write`` of a plan in one HTTP/1.1 chunk and end with the ``0`` chunk.
+def chunk(data: bytes) -> bytes:
+    """One HTTP/1.1 chunk holding ``data`` (non-empty): ``b"abc"`` becomes
+    ``b"3\\r\\nabc\\r\\n"`` (RFC 9112, section 7.1). The loop frames each send of a chunked
+    stream with it, so a stream's writes between two waits travel as one chunk."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
-    ``Write(b"abc")`` becomes ``Write(b"3\\r\\nabc\\r\\n")``; ``Wait`` steps pass through; after
-    the last step comes ``Write(b"0\\r\\n\\r\\n")`` (RFC 9112, section 7.1). Empty writes are
-    dropped, since an empty chunk would end the body. A ``Close`` step passes through and ends
-    the plan: the body is then cut off without its terminator.
-    """
+
+LAST_CHUNK = b"0\r\n\r\n"
+"""The end of a chunked body (last chunk, no trailer fields)."""
+
+
+def buffered_body(plan: Iterable[Step], head: bytes) -> Iterator[Step]:
+    """What a buffering proxy makes of a stream: nothing until the end, then ``head`` (status
+    line and headers without the closing blank line), ``Content-Length`` and the whole body in
+    one write after all the waits. A ``Close`` step means nothing is sent at all."""
+    parts, waited = [], 0.0
     for step in plan:
         kind = type(step)
         if kind is Write:
-            if step.data:
-                yield Write(b"%x\r\n%s\r\n" % (len(step.data), step.data))
+            parts.append(step.data)
+        elif kind is Wait:
+            waited += step.seconds
         else:
+            yield Wait(waited)
             yield step
-            if kind is Close:
-                return
-    yield Write(b"0\r\n\r\n")
-
-
-def http_body(plan: Iterable[Step], head: bytes, mode: str) -> Iterator[Step]:
-    """Frame a stream's body as HTTP/1.1 behind ``head`` (status line and headers, without
-    the blank line that ends them).
-
-    ``mode``: ``chunked`` (``Transfer-Encoding: chunked``, see ``chunked``), ``close`` (the body
-    ends when the connection closes), or ``buffered`` (what a buffering proxy does: nothing
-    until the end, then head, ``Content-Length`` and the whole body in one write after all the
-    waits; a ``Close`` then means nothing is sent at all).
-    """
-    if mode == "buffered":
-        parts, waited = [], 0.0
-        for step in plan:
-            kind = type(step)
-            if kind is Write:
-                parts.append(step.data)
-            elif kind is Wait:
-                waited += step.seconds
-            else:
-                yield Wait(waited)
-                yield step
-                return
-        data = b"".join(parts)
-        yield Wait(waited)
-        yield Write(head + b"Content-Length: %d\r\n\r\n" % len(data) + data)
-    elif mode == "chunked":
-        yield Write(head + b"Transfer-Encoding: chunked\r\n\r\n")
-        yield from chunked(plan)
-    else:
-        yield Write(head + b"\r\n")
-        yield from plan
+            return
+    data = b"".join(parts)
+    yield Wait(waited)
+    yield Write(head + b"Content-Length: %d\r\n\r\n" % len(data) + data)
 
 
 # --- parsing a head ---------------------------------------------------------------------------
@@ -476,19 +456,25 @@ class HttpConnection:
     def _send(self, request: Optional[Request], response: Any, keep_alive: bool, requestline: str) -> None:
         """Render ``response`` and give its plan to the loop."""
         try:
-            plan, streaming, close, status = self._render(request, response, keep_alive)
+            status, close, head, plan, chunked = self._render(request, response, keep_alive)
         except Exception:  # a body that cannot be encoded, say: never leave a client hanging
             log.exception("could not render the response to %s", requestline)
             error = ApiError("The mock server failed unexpectedly; see its log for the traceback.", close=True)
-            plan, streaming, close, status = self._render(request, routes.error_response(error, "langbase"), False)
+            status, close, head, plan, chunked = self._render(request, routes.error_response(error, "langbase"),
+                                                              False)
         self.close_after = close
         self.busy = True
         if access_log.isEnabledFor(logging.INFO):
             access_log.info('%s "%s" %s', self._client(), requestline, status)
-        self.conn.run_plan(plan, streaming)
+        if chunked:
+            self.conn.run_plan(plan, True, head, chunk, LAST_CHUNK)
+        else:
+            self.conn.run_plan(plan, plan is not _NOTHING, head)
 
-    def _render(self, request: Optional[Request], response: Any, keep_alive: bool) -> Tuple[Iterator[Step], bool, bool, int]:
-        """``(plan, streaming, close afterwards, status)`` for a response value."""
+    def _render(self, request: Optional[Request], response: Any,
+                keep_alive: bool) -> Tuple[int, bool, bytes, Iterator[Step], bool]:
+        """``(status, close afterwards, head, plan, chunked)`` for a response value: ``head``
+        goes out first, then the ``plan``'s writes, each send as one chunk if ``chunked``."""
         headers = self._common_headers(request)
         bodiless = request is not None and request.method == "HEAD"
         kind = type(response)
@@ -505,10 +491,14 @@ class HttpConnection:
             elif request is not None and request.version == "HTTP/1.0":
                 headers.append(("Connection", "keep-alive"))
             head = _head_bytes(200, headers)
+            if mode == "buffered" and not bodiless:
+                return 200, close, b"", buffered_body(response.plan, head), False
+            if mode == "chunked":
+                head += b"Transfer-Encoding: chunked\r\n"
+            head += b"\r\n"
             if bodiless:
-                extra = b"Transfer-Encoding: chunked\r\n" if mode == "chunked" else b""
-                return iter((Write(head + extra + b"\r\n"),)), False, close, 200
-            return http_body(response.plan, head, mode), True, close, 200
+                return 200, close, head, _NOTHING, False
+            return 200, close, head, response.plan, mode == "chunked"
         if kind is JsonResponse:
             body = dumps_compact(response.body).encode("utf-8")
             headers.append(("Content-Type", "application/json"))
@@ -527,4 +517,4 @@ class HttpConnection:
         data = _head_bytes(status, headers) + b"\r\n"
         if not bodiless:
             data += body
-        return iter((Write(data),)), False, close, status
+        return status, close, data, _NOTHING, False

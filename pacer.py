@@ -12,10 +12,11 @@ come, but it may still read), ``plan_done()`` (the plan given to ``Connection.ru
 exhausted and every byte of it was taken by the socket) and ``connection_lost(outcome: str)``.
 
 Behaviour:
-- fairness: each turn of the loop runs only the timers that were due when the turn began, and
-  a plan advances by at most ``send_size`` bytes or ``max_steps`` steps per turn; a plan with
-  more to send right away is due again on the *next* turn, after the loop has looked at every
-  socket, so a zero-delay stream yields like any other;
+- fairness: a turn of the loop runs the timers that are due (streams first), then reads and
+  answers requests, running newly due timers again every ``read_budget`` seconds of that work;
+  timers set while timers run wait for a later round, and a plan advances by at most
+  ``send_size`` bytes or ``max_steps`` steps per round, so no stream, not even a zero-delay
+  one, can hold the loop;
 - consecutive ``Write`` steps with no ``Wait`` between them go out in one ``send`` (zero-delay
   output is coalesced); any ``Wait``, even ``Wait(0)``, ends a send;
 - back-pressure: while bytes a client has not read are pending, its plan does not advance, and
@@ -51,7 +52,7 @@ _LINGER_RESET = struct.pack("ii", 1, 0)  # close() then sends a TCP reset
 _READ = selectors.EVENT_READ
 _WRITE = selectors.EVENT_WRITE
 _NO_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-ACCEPT_BATCH = 256
+ACCEPT_BATCH = 1024
 """Most connections accepted per turn of the loop, so a burst cannot starve running streams."""
 RECV_SIZE = 65536
 
@@ -82,7 +83,7 @@ class Connection:
 
     __slots__ = ("loop", "sock", "address", "protocol", "closed", "plan", "streaming", "out",
                  "mask", "reading", "exhausted", "close_after", "reset", "timer", "resume_at",
-                 "write_timer", "progress_at", "started")
+                 "write_timer", "progress_at", "started", "head", "frame", "trailer")
 
     def __init__(self, loop: "Pacer", sock: socket.socket, address: Any) -> None:
         self.loop = loop
@@ -103,6 +104,9 @@ class Connection:
         self.write_timer: Optional[Timer] = None
         self.progress_at = 0.0  # last time the socket took bytes while output was pending
         self.started = loop.clock()
+        self.head = b""  # bytes that go out, unframed, before the plan's first bytes
+        self.frame: Optional[Callable[[bytes], bytes]] = None
+        self.trailer = b""
 
     # -- reading -------------------------------------------------------------------------
 
@@ -130,15 +134,22 @@ class Connection:
         else:
             self._send(data, self.loop.clock())
 
-    def run_plan(self, plan: Iterator, streaming: bool = False) -> None:
+    def run_plan(self, plan: Iterator, streaming: bool = False, head: bytes = b"",
+                 frame: Optional[Callable[[bytes], bytes]] = None, trailer: bytes = b"") -> None:
         """Execute ``plan`` (``Write``/``Wait``/``Close`` steps) on this connection, starting
-        now; when it is exhausted and flushed, call ``protocol.plan_done()``. A ``Close`` step
-        (or a plan that raises) closes the connection instead. One plan at a time."""
+        now: ``head`` goes out first as it is; the bytes of each send are passed through
+        ``frame`` (bytes -> bytes, e.g. a transfer coding) when given; ``trailer`` follows the
+        last step. When all of it is sent, call ``protocol.plan_done()``. A ``Close`` step (or a
+        plan that raises) closes the connection instead, without the trailer. One plan at a
+        time; ``streaming`` counts it in ``Pacer.open_streams``."""
         if self.closed:
             return
         self.plan = plan
         self.streaming = streaming
         self.exhausted = False
+        self.head = head
+        self.frame = frame
+        self.trailer = trailer
         if streaming:
             self.loop.open_streams += 1
         self._advance()
@@ -221,7 +232,15 @@ class Connection:
                 wait = step.seconds  # any Wait, even Wait(0), ends this send
                 break
         now = loop.clock()
-        if pieces and not self._send(pieces[0] if len(pieces) == 1 else b"".join(pieces), now):
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if data and self.frame is not None:
+            data = self.frame(data)
+        if self.head:
+            data = self.head + data
+            self.head = b""
+        if self.exhausted and not self.close_after:
+            data += self.trailer
+        if data and not self._send(data, now):
             return
         if self.out:
             self.resume_at = now + wait  # back-pressure: _on_writable continues
@@ -345,6 +364,8 @@ class Pacer:
         max_steps: most plan steps one connection takes per turn.
         write_timeout: seconds a client may leave pending output unread before it is dropped.
         max_connections: most open connections; ``listen`` refuses new ones beyond it.
+        read_budget: seconds of reading and answering requests after which the steps of
+            streams that fell due meanwhile are run, before the next request.
         slack: seconds early a timer may run: each wake-up also runs what falls due within
             this much, so thousands of streams cost far fewer wake-ups (timer slack).
         clock: monotonic time in seconds.
@@ -360,6 +381,7 @@ class Pacer:
         max_steps: int = 256,
         write_timeout: float = 30.0,
         max_connections: int = 10_000,
+        read_budget: float = 0.002,
         slack: float = 0.001,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -367,6 +389,7 @@ class Pacer:
         self.max_steps = max_steps
         self.write_timeout = write_timeout
         self.max_connections = max_connections
+        self.read_budget = read_budget
         self.slack = slack
         self.clock = clock
         self.stopping = False  # set on the loop thread once stop() is under way
@@ -477,7 +500,11 @@ class Pacer:
         callbacks = self._callbacks
         while True:
             while callbacks:
-                self._guarded(callbacks.popleft())
+                callback = callbacks.popleft()
+                try:
+                    callback()
+                except Exception:
+                    self._failed(callback)
             if self.stopping:
                 if not self.open_streams or clock() >= self._drain_until:
                     return
@@ -489,6 +516,7 @@ class Pacer:
                 timeout = None
             if self.stopping:
                 timeout = min(timeout if timeout is not None else 0.05, 0.05)
+            readable = []
             for key, mask in select(timeout):
                 obj = key.data
                 if obj is None:
@@ -502,34 +530,59 @@ class Pacer:
                 elif type(obj) is _Listener:
                     self._accept(obj)
                 else:
-                    try:
-                        if mask & _WRITE and not obj.closed:
+                    if mask & _WRITE:
+                        try:
                             obj._on_writable()
-                        if mask & _READ and not obj.closed:
+                        except Exception:
+                            log.exception("error on a connection; closing it")
+                            obj.close("error")
+                    if mask & _READ:
+                        readable.append(obj)
+            if heap:
+                self._run_due()
+            if readable:
+                # Then requests; every ``read_budget`` seconds of that, the streams' steps that
+                # fell due meanwhile go first, so a burst of new clients does not make running
+                # streams late.
+                check_at = clock() + self.read_budget
+                for obj in readable:
+                    if not obj.closed:
+                        try:
                             obj._on_readable()
-                    except Exception:
-                        log.exception("error on a connection; closing it")
-                        obj.close("error")
-            if not heap:
-                continue
-            # Run only what is due now; timers set while running them wait for the next turn.
-            horizon = clock() + self.slack
-            due = []
-            while heap and heap[0][0] <= horizon:
-                due.append(heapq.heappop(heap)[2])
-            for timer in due:
-                if not timer.cancelled:
-                    self._guarded(timer.callback)
+                        except Exception:
+                            log.exception("error on a connection; closing it")
+                            obj.close("error")
+                    if clock() > check_at:
+                        # Also take new connections off the kernel's accept queue, whose overflow
+                        # costs a client a SYN retransmit (a second or more).
+                        for listener in self._listeners:
+                            if listener.registered:
+                                self._accept(listener)
+                        self._run_due()
+                        check_at = clock() + self.read_budget
+
+    def _run_due(self) -> None:
+        """Run the timers due now. Timers they set, even for now, wait for a later call, so
+        one stream that is always due cannot keep the loop from everything else."""
+        heap = self._heap
+        horizon = self.clock() + self.slack
+        due = []
+        while heap and heap[0][0] <= horizon:
+            due.append(heapq.heappop(heap)[2])
+        for timer in due:
+            if not timer.cancelled:
+                try:
+                    timer.callback()
+                except Exception:
+                    self._failed(timer.callback)
 
     @staticmethod
-    def _guarded(callback: Callable[[], None]) -> None:
-        try:
-            callback()
-        except Exception:
-            log.exception("a callback of the event loop failed")
-            owner = getattr(callback, "__self__", None)
-            if type(owner) is Connection:
-                owner.close("error")
+    def _failed(callback: Callable[[], None]) -> None:
+        """Log the exception ``callback`` raised; close its connection if it had one."""
+        log.exception("a callback of the event loop failed")
+        owner = getattr(callback, "__self__", None)
+        if type(owner) is Connection:
+            owner.close("error")
 
     def _begin_stop(self) -> None:
         self.stopping = True

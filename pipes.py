@@ -27,6 +27,8 @@ import re
 import threading
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
+from json.encoder import encode_basestring  # what dumps_compact does for a str, minus 3 calls
+
 from sse import DONE, dumps_compact, encode_event
 from threads import ROLES, InvalidRequest, check_thread_id, parse_messages
 
@@ -504,7 +506,7 @@ class ChunkEncoder:
     def encode(self, event: Event) -> bytes:
         """Return the SSE frame (bytes) for one event."""
         if type(event) is TextDelta:
-            return self._text_prefix + dumps_compact(event.content).encode("utf-8") + self._text_suffix
+            return self._text_prefix + encode_basestring(event.content).encode("utf-8") + self._text_suffix
         if type(event) is Start:
             chunk = self._chunk({"role": "assistant", "content": event.content}, None)
         elif type(event) is ToolCallDelta:

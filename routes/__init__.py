@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 ROUTES: List[Route] = mock.ROUTES + langbase.ROUTES + openai.ROUTES + frontends.ROUTES
 """Every endpoint, in matching order."""
 
+_STATIC: Dict[Tuple[str, str], Route] = {}
+for _route in ROUTES:  # paths without parameters are found by one dict lookup
+    if "{" not in _route.path:
+        _STATIC.setdefault((_route.method, _route.path), _route)
+
 _FALLBACK_STYLES = (("/v1/chat/", "openai"), ("/v1/models", "openai"), ("/api/", "plain"))
 """Error shapes for paths no route matches (a 404), by prefix; anything else is Langbase's."""
 
@@ -43,6 +48,9 @@ def resolve(method: str, path: str) -> Tuple[Route, Dict[str, str]]:
         MethodNotAllowed: the path exists for other methods (``Allow`` header lists them).
     """
     wanted = "GET" if method == "HEAD" else method
+    route = _STATIC.get((wanted, path))
+    if route is not None:
+        return route, {}
     allowed = set()
     for route in ROUTES:
         match = route.pattern.fullmatch(path)
@@ -109,7 +117,7 @@ def dispatch(app: App, request: Request) -> Response:
     """Answer ``request``: route it, check auth, call the route. Never raises: errors become
     JSON responses in the route's error shape, and an unexpected exception is logged with
     its traceback and answered 500."""
-    style = error_style_for(request.path)
+    style = None
     try:
         route, params = resolve(request.method, request.path)
         style = route.error_style
@@ -121,11 +129,11 @@ def dispatch(app: App, request: Request) -> Response:
             response = response._replace(headers=list(response.headers) + [("x-request-id", request.request_id)])
         return response
     except ApiError as exc:
-        return error_response(exc, style, request)
+        return error_response(exc, style or error_style_for(request.path), request)
     except DOMAIN_ERRORS as exc:
-        return error_response(domain_error(exc), style, request)
+        return error_response(domain_error(exc), style or error_style_for(request.path), request)
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return error_response(
             ApiError("The mock server failed unexpectedly; see its log for the traceback.", close=True),
-            style, request)
+            style or error_style_for(request.path), request)

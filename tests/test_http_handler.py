@@ -35,8 +35,14 @@ def text_of_stream(body):
 
 
 class StreamTest(unittest.TestCase):
+    def test_zero_delay_stream_coalesced_into_one_chunk_same_bytes(self):
+        with RunningServer(fixed=True, replies=("Hello, world!",), delay=0.0) as s:
+            r = call(s.port, "POST", "/v1/pipes/run", STREAM)
+        data = "".join(GOLDEN_FRAMES).encode()
+        self.assertEqual(r.raw_body, b"%x\r\n%s\r\n0\r\n\r\n" % (len(data), data))
+
     def test_stream_byte_exact_chunked_one_frame_per_chunk(self):
-        with RunningServer(fixed=True, replies=("Hello, world!",)) as s:
+        with RunningServer(fixed=True, replies=("Hello, world!",), delay=0.001) as s:
             r = call(s.port, "POST", "/v1/pipes/run", STREAM)
         self.assertEqual(r.status, 200)
         self.assertEqual(r.raw_body, GOLDEN_BODY)

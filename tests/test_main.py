@@ -245,3 +245,58 @@ class ShutdownUnderLoadTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipUnless(sys.platform.startswith("linux"), "reads /proc and sets RLIMIT_NOFILE")
+class DescriptorExhaustionTest(unittest.TestCase):
+    """A server out of file descriptors pauses accepting instead of spinning, says so once, and
+    serves again when descriptors come back."""
+
+    def test_out_of_descriptors_backs_off_then_recovers(self):
+        import resource
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+        proc = subprocess.Popen(
+            [sys.executable, os.path.join(support.ROOT, "main.py"), "--port", "0", "--log-level", "warning",
+             "--max-connections", "1000"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=low_limit,
+        )
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait(support.TIMEOUT)))
+        match = re.search(r"listening on http://127\.0\.0\.1:(\d+)", proc.stdout.readline())
+        self.assertTrue(match)
+        port = int(match.group(1))
+        crowd = []
+        try:
+            for _ in range(80):  # more than the 48 descriptors the server may have
+                crowd.append(support.connect(port))
+            time.sleep(0.3)
+
+            def cpu_seconds():
+                with open("/proc/%d/stat" % proc.pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+            before = cpu_seconds()
+            time.sleep(1.0)
+            self.assertLess(cpu_seconds() - before, 0.3)  # paused, not spinning on accept()
+        finally:
+            for sock in crowd:
+                sock.close()
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                if support.call(port, "GET", "/health").status == 200:
+                    break
+            except OSError:
+                pass
+            self.assertLess(time.monotonic(), deadline, "the server did not recover")
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(support.TIMEOUT), 0)
+        stderr = proc.stderr.read()
+        self.assertEqual(stderr.count("out of file descriptors"), 1, stderr)
+        self.assertNotIn("Traceback", stderr)
