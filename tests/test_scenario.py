@@ -52,6 +52,17 @@ def _spec_events(body):
     return events
 
 
+def sends(steps):
+    """The plan as the loop sends it: consecutive writes (no wait between) joined into one."""
+    out = []
+    for step in steps:
+        if type(step) is Write and out and type(out[-1]) is Write:
+            out[-1] = Write(out[-1].data + step.data)
+        else:
+            out.append(step)
+    return out
+
+
 def body_of(steps):
     return b"".join(s.data for s in steps if type(s) is Write)
 
@@ -132,7 +143,15 @@ class ChunkingTest(unittest.TestCase):
 
 class ShapeTest(unittest.TestCase):
     def test_default_zero_delay_is_frames_then_done_without_waits(self):
-        self.assertEqual(plan(), [Write(f) for f in frames()] + [Write(b"data: [DONE]\n\n")])
+        self.assertEqual(sends(plan()), [Write(b"".join(frames()) + b"data: [DONE]\n\n")])
+
+    def test_zero_delay_frames_handed_over_a_few_kilobytes_at_a_time(self):
+        events = list(reply_events_of(" ".join(["word"] * 2000)))
+        steps = list(scenario._plain(iter(events), ENC, 0.0, 0.0))
+        self.assertTrue(all(type(s) is Write for s in steps))
+        self.assertGreater(len(steps), 10)
+        self.assertTrue(all(len(s.data) < scenario._BATCH_BYTES + 1000 for s in steps))
+        self.assertEqual(b"".join(s.data for s in steps), b"".join(ENC.encode(e) for e in events) + ENC.done)
 
     def test_plain_path_equals_general_path(self):
         events = list(reply_events_of("One, two three!"))
@@ -140,8 +159,8 @@ class ShapeTest(unittest.TestCase):
             with self.subTest(settings=settings):
                 s = sc(**settings)
                 self.assertTrue(s.is_plain())
-                self.assertEqual(list(scenario._plain(iter(events), ENC, s.ttft, s.interval)),
-                                 list(scenario._shaped(iter(events), ENC, s, random.Random(0), False)))
+                self.assertEqual(sends(scenario._plain(iter(events), ENC, s.ttft, s.interval)),
+                                 sends(scenario._shaped(iter(events), ENC, s, random.Random(0), False)))
 
     def test_paced_every_event_its_own_write(self):
         steps = plan(delay=0.5, ttft=2.0)
@@ -249,7 +268,7 @@ class ShapeTest(unittest.TestCase):
 
 class FaultTest(unittest.TestCase):
     def test_fault_not_fired_changes_nothing(self):
-        self.assertEqual(plan(False, fault="disconnect"), plan())
+        self.assertEqual(sends(plan(False, fault="disconnect")), sends(plan()))
 
     def test_error_frame_after_n_events_then_body_ends(self):
         steps = plan(True, fault="error_frame", fault_after=2, fault_status=429)
