@@ -82,14 +82,39 @@ _TOKEN_RE = re.compile(r"\s*(?:\w+|[^\w\s])|\s+")
 _PLACEHOLDER_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 
 
-def tokenize(text: str) -> List[str]:
+_TOKEN_CACHE_CHARS = 1 << 20
+"""Most characters of text whose pieces ``tokenize`` keeps for reuse (oldest dropped first)."""
+_token_cache: "collections.OrderedDict[str, Tuple[str, ...]]" = collections.OrderedDict()
+_token_cache_chars = 0
+_token_lock = threading.Lock()
+
+
+def tokenize(text: str) -> Tuple[str, ...]:
     """Split ``text`` into word and punctuation pieces, the way a model's tokenizer would.
 
     Each piece is a run of leading whitespace plus one word (letters, digits, ``_``) or one
     other character; trailing whitespace is its own piece. ``"".join(tokenize(t)) == t``
     always holds, so the joined stream deltas equal the reply exactly.
+
+    Replies and prompts repeat, so the pieces of recent texts (up to ``_TOKEN_CACHE_CHARS``
+    characters in all) are kept and the same tuple is returned again: runs that send the
+    same reply share its pieces instead of each holding a copy.
     """
-    return _TOKEN_RE.findall(text)
+    global _token_cache_chars
+    with _token_lock:
+        pieces = _token_cache.get(text)
+        if pieces is not None:
+            _token_cache.move_to_end(text)
+            return pieces
+    pieces = tuple(_TOKEN_RE.findall(text))
+    if len(text) <= _TOKEN_CACHE_CHARS // 16:
+        with _token_lock:
+            if text not in _token_cache:
+                _token_cache[text] = pieces
+                _token_cache_chars += len(text)
+                while _token_cache_chars > _TOKEN_CACHE_CHARS:
+                    _token_cache_chars -= len(_token_cache.popitem(last=False)[0])
+    return pieces
 
 
 class Usage(NamedTuple):

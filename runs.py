@@ -78,7 +78,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     record = {
         "run_id": run_id, "format": wire, "seed": sc.seed, "stream": request.stream,
         "thread_id": None, "id": reply.id, "created": app.created,
-        "model": model or settings.model, "text": reply.text, "deltas": list(reply.pieces),
+        "model": model or settings.model, "text": reply.text, "deltas": reply.pieces,  # a tuple, shared with the reply
         "tool_calls": pipes.reply_message(reply)["tool_calls"],
         "usage": reply.usage.as_dict(), "finish_reason": reply.finish_reason,
         "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read

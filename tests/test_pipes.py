@@ -37,7 +37,17 @@ def run_request(**body):
 
 class TokenizeTest(unittest.TestCase):
     def test_tokenize_words_and_punctuation_keep_whitespace(self):
-        self.assertEqual(tokenize("Hello! How are you?"), ["Hello", "!", " How", " are", " you", "?"])
+        self.assertEqual(tokenize("Hello! How are you?"), ("Hello", "!", " How", " are", " you", "?"))
+
+    def test_tokenize_reuses_pieces_of_recent_texts_within_a_bound(self):
+        text = "Shared pieces for a reply sent %d times" % 2
+        self.assertIs(tokenize(text), tokenize(text))
+        huge = "word " * (pipes._TOKEN_CACHE_CHARS // 16)  # over the per-text limit: not kept
+        self.assertIsNot(tokenize(huge), tokenize(huge))
+        for i in range(2000):  # many distinct texts: the cache stays within its character bound
+            tokenize("text number %d " % i * 40)
+        self.assertLessEqual(pipes._token_cache_chars, pipes._TOKEN_CACHE_CHARS)
+        self.assertEqual(pipes._token_cache_chars, sum(map(len, pipes._token_cache)))
 
     def test_tokenize_join_equals_text_for_every_sample(self):
         extra = ["", "  ", "a  ", "\n\nx\t", "caf\u00e9 \U0001f680!", "x\u2028y"]
