@@ -12,6 +12,7 @@ Standard library only (Python 3.9+). Run ``python3 main.py --help`` for the opti
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -399,6 +400,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log.warning("--max-connections %d is above what the descriptor limit (%d) allows; past "
                     "it, accepting pauses instead of answering 503 (raise 'ulimit -n')",
                     settings.max_connections, soft)
+    # The cyclic garbage collector's default pace (a collection every 700 allocations, a full
+    # one every 70,000) makes thousands of open connections a pause of tens of milliseconds
+    # every few seconds: every stream late at once. Collect less often, and leave the
+    # start-up objects out of it (bench/loadgen.py, 10,000 streams: chunk-interval error p99
+    # about 95 ms before, 20-50 ms after).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     stop_requested = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
