@@ -302,7 +302,8 @@ def _json_type(value: Any) -> str:
 
 def json_body(request: Request) -> Any:
     """The body as JSON (``{}`` when empty). Raises ``BadRequest`` for bytes that are not
-    UTF-8 or not JSON (``NaN`` and ``Infinity`` included)."""
+    UTF-8 or not JSON (``NaN`` and ``Infinity`` included), and for a ``\\uD800``-style escape of
+    half a surrogate pair, which no response could carry back as UTF-8."""
     body = request.body
     if not body.strip():
         return {}
@@ -311,9 +312,16 @@ def json_body(request: Request) -> Any:
     except UnicodeDecodeError as exc:
         raise BadRequest("Request body is not valid UTF-8 (byte %d)." % exc.start) from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise BadRequest("Request body is not valid JSON: %s." % exc) from None
+    if "\\u" in text:  # only an escape can make a lone surrogate, which UTF-8 cannot carry
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError):
+            raise BadRequest("Request body holds a lone UTF-16 surrogate escape (such as \\ud800); "
+                             "send whole characters or pairs.") from None
+    return value
 
 
 def object_body(request: Request) -> dict:

@@ -56,6 +56,13 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 """Methods the server knows; any other is a 501."""
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_LEADING_BLANK_LINES = re.compile(rb"(?:\r?\n)+")
+MAX_ANSWERS_PER_TURN = 16
+"""Most pipelined requests one connection has answered before the loop turns to others."""
+LINGER_SECONDS = 2.0
+"""After an answer that closes the connection, how long unread request bytes are still read
+and dropped, so that closing does not reset the connection before the client reads the answer."""
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*")
 _CONTENT_LENGTH = re.compile(rb"[ \t]*([0-9]{1,18})[ \t]*")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -197,6 +204,8 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
     Returns a ``_Head``. Raises ``ApiError`` (400, 411, 413, 431 or 501) for a head that must
     not be answered as a request; every such error closes the connection."""
     text_lines = head.split(b"\n")
+    if _CONTROL.search(text_lines[0].rstrip(b"\r")):
+        raise BadRequest("Malformed request line: it holds a control character.", close=True)
     lines = [line[:-1] if line.endswith(b"\r") else line for line in text_lines[1:]]
     while lines and not lines[-1]:
         lines.pop()
@@ -210,11 +219,13 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
         raise BadRequest("Only HTTP/1.0 and HTTP/1.1 are supported.", close=True)
     method = parser.command
     if method not in METHODS:
-        error = ApiError("Method %s is not implemented; use GET, POST, DELETE or OPTIONS." % method[:20],
+        error = ApiError("Method %s is not implemented; use GET, HEAD, POST, DELETE or OPTIONS." % method[:20],
                          close=True)
         error.status, error.code = 501, "NOT_IMPLEMENTED"
         raise error
     target = parser.path
+    if target[:7].lower() == "http://" or target[:8].lower() == "https://":
+        target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"  # absolute-form
     path, _, query = target.partition("?")
     path = path.partition("#")[0]
     headers = parser.headers
@@ -222,7 +233,9 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
                       request_id=new_uuid4(), client=client)
     expect = (headers.get("Expect") or "").lower() == "100-continue" and parser.request_version == "HTTP/1.1"
     requestline = parser.raw_requestline.decode("latin-1").rstrip("\r\n")
-    return _Head(request, length, not parser.close_connection, expect, requestline)
+    tokens = [t.strip().lower() for t in ",".join(headers.get_all("Connection") or ()).split(",")]
+    keep_alive = not parser.close_connection and "close" not in tokens
+    return _Head(request, length, keep_alive, expect, requestline)
 
 
 # --- rendering responses ----------------------------------------------------------------------
@@ -272,7 +285,7 @@ class HttpConnection:
     """
 
     __slots__ = ("conn", "app", "limits", "cors_origins", "buf", "head", "eof", "busy", "close_after",
-                 "timer", "timer_kind", "processing", "requests", "sent_continue", "reading")
+                 "timer", "timer_kind", "processing", "requests", "sent_continue", "reading", "scanned", "lingering")
 
     def __init__(self, conn: Any, app: App, limits: Limits, cors_origins: Tuple[str, ...]) -> None:
         self.conn = conn
@@ -290,11 +303,15 @@ class HttpConnection:
         self.requests = 0
         self.sent_continue = False
         self.reading = True
+        self.scanned = 0  # bytes of the buffer already searched for the end of a head
+        self.lingering = False  # answered and half-closed: reading only to drop what comes
         self._set_timer("head", limits.head_timeout)  # a silent connection costs one descriptor, briefly
 
     # -- the loop's calls ------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            return
         self.buf += data
         if self.busy:
             # Pipelined bytes wait here, bounded; beyond the bound, back-pressure.
@@ -306,13 +323,27 @@ class HttpConnection:
 
     def eof_received(self) -> None:
         self.eof = True
-        if not self.busy:
+        if self.lingering:
+            self.conn.close("complete")
+        elif not self.busy:
             self._process()
 
     def plan_done(self) -> None:
         self.busy = False
         if self.close_after or self.conn.loop.stopping:
-            self.conn.close("complete")
+            if self.eof or self.conn.loop.stopping:
+                self.conn.close("complete")
+            else:
+                # A lingering close: FIN now, drop what the client still sends, close on its
+                # FIN or after LINGER_SECONDS. Closing at once with unread bytes would send a
+                # reset, which can destroy the answer before the client has read it.
+                self.lingering = True
+                self.buf = bytearray()
+                self.conn.shutdown_write()
+                if not self.reading:
+                    self.reading = True
+                    self.conn.resume_reading()
+                self._set_timer("linger", LINGER_SECONDS)
             return
         if not self.reading and not self.eof:
             self.reading = True
@@ -328,7 +359,7 @@ class HttpConnection:
     # -- requests ----------------------------------------------------------------------------
 
     def _set_timer(self, kind: str, seconds: float) -> None:
-        if self.timer_kind == kind:
+        if self.timer_kind == kind or self.conn.closed:
             return
         if self.timer is not None:
             self.timer.cancel()
@@ -338,10 +369,10 @@ class HttpConnection:
 
     def _timed_out(self) -> None:
         kind, self.timer, self.timer_kind = self.timer_kind, None, ""
-        if self.conn.closed:
+        if self.conn.closed or (self.busy and kind != "linger"):
             return
-        if kind == "idle" or (kind == "head" and not self.buf):
-            self.conn.close("idle for too long" if kind == "idle" else "sent nothing")
+        if kind in ("idle", "linger") or (kind == "head" and not self.buf):
+            self.conn.close({"idle": "idle for too long", "linger": "complete"}.get(kind, "sent nothing"))
             return
         what = "head" if kind == "head" else "body"
         seconds = self.limits.head_timeout if kind == "head" else self.limits.body_timeout
@@ -357,11 +388,18 @@ class HttpConnection:
 
     def _process(self) -> None:
         """Answer every whole request in the buffer, one at a time, until one is in progress."""
-        if self.processing:
+        if self.processing or self.lingering:
             return
         self.processing = True
+        answered = 0
         try:
             while not self.busy and not self.conn.closed:
+                if answered == MAX_ANSWERS_PER_TURN:
+                    # Pipelined requests answered at once: let other connections have a turn.
+                    loop = self.conn.loop
+                    self.timer_kind, self.timer = "", None
+                    loop.call_at(loop.clock(), self._process)
+                    return
                 if self.head is None and not self._take_head():
                     return
                 head = self.head
@@ -379,6 +417,7 @@ class HttpConnection:
                 request = head.request
                 request.body = bytes(self.buf[:head.length])
                 del self.buf[:head.length]
+                answered += 1
                 self._answer(request, head)
         finally:
             self.processing = False
@@ -387,6 +426,12 @@ class HttpConnection:
         """Parse the next head from the buffer into ``self.head``; False when not yet whole
         (or the connection was closed or answered with an error)."""
         buf = self.buf
+        if buf[:1] in (b"\r", b"\n"):
+            # RFC 9112 2.2: blank lines before a request line are ignored.
+            match = _LEADING_BLANK_LINES.match(buf)
+            if match and match.end() < len(buf):
+                del buf[:match.end()]
+                self.scanned = 0
         if not buf:
             if self.eof:
                 self.conn.close("client closed")
@@ -394,8 +439,9 @@ class HttpConnection:
                 self._set_timer("idle" if self.requests else "head",
                                 self.limits.keep_alive_timeout if self.requests else self.limits.head_timeout)
             return False
-        match = _HEAD_END.search(buf, 0, MAX_HEAD_BYTES + 4)
+        match = _HEAD_END.search(buf, max(0, self.scanned - 3), MAX_HEAD_BYTES + 4)
         if match is None:
+            self.scanned = len(buf)
             if len(buf) > MAX_HEAD_BYTES:
                 self._respond_error(HeadersTooLarge(
                     "The request head is over %d bytes." % MAX_HEAD_BYTES, close=True), "/", None)
@@ -408,6 +454,7 @@ class HttpConnection:
         end = match.end()
         raw = bytes(buf[:end])
         del buf[:end]
+        self.scanned = 0
         self.sent_continue = False
         try:
             self.head = parse_head(raw, self.limits.max_body_bytes, self._client())
@@ -432,6 +479,7 @@ class HttpConnection:
 
     def _respond_error(self, error: ApiError, path: str, request: Optional[Request]) -> None:
         self.head = None
+        self._set_timer("", 0)
         self._send(request, routes.error_response(error, routes.error_style_for(path), request), False, "-")
 
     # -- responses ---------------------------------------------------------------------------
@@ -513,7 +561,8 @@ class HttpConnection:
             headers.append(("Connection", "close"))
         elif request is not None and request.version == "HTTP/1.0":
             headers.append(("Connection", "keep-alive"))
-        headers.append(("Content-Length", str(len(body))))
+        if status != 204 and status >= 200:  # RFC 9110 8.6: a 204 has no Content-Length
+            headers.append(("Content-Length", str(len(body))))
         data = _head_bytes(status, headers) + b"\r\n"
         if not bodiless:
             data += body

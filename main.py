@@ -283,6 +283,10 @@ class Server(ThreadingHTTPServer):
     reads requests without blocking, answers them and paces every stream, so a silent, slow or
     half-sent client costs one file descriptor and no thread. ``stop`` (or ``shutdown``) ends it
     from any other thread.
+
+    It stays a ``ThreadingHTTPServer`` for what that class does well here (binding, address
+    reuse, the listen backlog, ``server_close``) and for code that expects one; its per-request
+    handler class and threads are not used, since the loop answers every request itself.
     """
 
     allow_reuse_address = True
@@ -328,7 +332,7 @@ class Server(ThreadingHTTPServer):
             if self._stopped:
                 return
             self._serving = True
-        self.pacer.listen(self.socket, self._protocol, refusal(self.settings.max_connections))
+        self.pacer.listen(self.socket, self._protocol, lambda: refusal(self.settings.max_connections))
         self.pacer.run()
 
     def shutdown(self) -> None:
@@ -426,7 +430,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log.info("shutting down: finishing %d open stream(s)", server.pacer.open_streams)
     server.stop(drain_seconds=1.0)
     loop.join(1.0)
-    return 0
+    return 1 if server.pacer.crashed else 0
 
 
 if __name__ == "__main__":

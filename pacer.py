@@ -127,12 +127,16 @@ class Connection:
     def send(self, data: bytes) -> None:
         """Send ``data`` now, outside any plan (an interim ``100 Continue``), after any bytes
         still pending."""
-        if self.closed:
-            return
-        if self.out:
-            self.out += data
-        else:
+        if not self.closed:
             self._send(data, self.loop.clock())
+
+    def shutdown_write(self) -> None:
+        """Tell the client no more bytes will come (a FIN) while still reading what it sends,
+        so that closing later does not reset a response it has not read yet."""
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def run_plan(self, plan: Iterator, streaming: bool = False, head: bytes = b"",
                  frame: Optional[Callable[[bytes], bytes]] = None, trailer: bytes = b"") -> None:
@@ -262,7 +266,11 @@ class Connection:
             self.protocol.plan_done()
 
     def _send(self, data: bytes, now: float) -> bool:
-        """Send ``data``; keep what the socket did not take. False if the connection died."""
+        """Send ``data`` after any bytes still pending; keep what the socket did not take.
+        False if the connection died."""
+        if self.out:
+            self.out += data  # order is kept; _on_writable sends it
+            return True
         try:
             sent = self.sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -272,22 +280,26 @@ class Connection:
             return False
         if sent < len(data):
             self.out = data[sent:]
-            if sent or self.write_timer is None:
-                self.progress_at = now
-            if self.write_timer is None:
+            self.progress_at = now  # the client has been slow since now
+            if self.write_timer is None:  # one at a time: it re-arms itself from progress_at
                 self.write_timer = self.loop.call_at(now + self.loop.write_timeout, self._write_timed_out)
             self._update_mask()
         return True
 
     def _on_writable(self) -> None:
-        data = self.out
-        self.out = b""
         now = self.loop.clock()
-        if not self._send(data, now) or self.out:
+        try:
+            sent = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
             return
-        if self.write_timer is not None:
-            self.write_timer.cancel()
-            self.write_timer = None
+        except OSError as exc:
+            self.close("client hung up (%s)" % exc.__class__.__name__)
+            return
+        if sent:
+            self.progress_at = now
+            self.out = self.out[sent:]
+        if self.out:
+            return
         self._update_mask()
         if self.plan is None:
             return
@@ -300,7 +312,7 @@ class Connection:
     def _write_timed_out(self) -> None:
         self.write_timer = None
         if not self.out or self.closed:
-            return
+            return  # drained meanwhile: the next stall starts a new timer
         deadline = self.progress_at + self.loop.write_timeout
         if self.loop.clock() < deadline:
             self.write_timer = self.loop.call_at(deadline, self._write_timed_out)
@@ -345,7 +357,8 @@ class Connection:
 class _Listener:
     __slots__ = ("sock", "factory", "refusal", "registered", "refused", "backoff")
 
-    def __init__(self, sock: socket.socket, factory: Callable[[Connection], Any], refusal: bytes) -> None:
+    def __init__(self, sock: socket.socket, factory: Callable[[Connection], Any],
+                 refusal: Callable[[], bytes]) -> None:
         self.sock = sock
         self.factory = factory
         self.refusal = refusal
@@ -393,6 +406,7 @@ class Pacer:
         self.slack = slack
         self.clock = clock
         self.stopping = False  # set on the loop thread once stop() is under way
+        self.crashed = False  # the loop ended on an unexpected error
         self._stop_requested = False
         self.open_streams = 0  # connections running a plan marked as a stream
         self._selector = selectors.DefaultSelector()
@@ -457,10 +471,11 @@ class Pacer:
         heapq.heappush(self._heap, (when, next(self._seq), timer))
         return timer
 
-    def listen(self, sock: socket.socket, factory: Callable[[Connection], Any], refusal: bytes = b"") -> None:
+    def listen(self, sock: socket.socket, factory: Callable[[Connection], Any],
+               refusal: Callable[[], bytes] = bytes) -> None:
         """Accept connections on the listening ``sock``; ``factory(connection)`` returns each
-        one's protocol. Beyond ``max_connections``, ``refusal`` (a whole response) is sent and
-        the connection closed."""
+        one's protocol. Beyond ``max_connections``, ``refusal()`` (a whole response, bytes) is
+        sent and the connection closed."""
         sock.setblocking(False)
         listener = _Listener(sock, factory, refusal)
         self._listeners.append(listener)
@@ -481,7 +496,8 @@ class Pacer:
         loop owns."""
         try:
             self._loop()
-        except Exception:  # pragma: no cover - a bug here must be loud, not silent
+        except Exception:  # a bug here must be loud, not silent
+            self.crashed = True
             log.exception("the event loop stopped by an unexpected error")
         finally:
             for conn in list(self._connections.values()):
@@ -641,7 +657,7 @@ class Pacer:
                 sock.recv(RECV_SIZE)  # unread request bytes would turn close() into a reset
             except OSError:
                 pass
-            sock.send(listener.refusal)
+            sock.send(listener.refusal())
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass

@@ -145,8 +145,8 @@ class ResponseReader:
         status = int(status_line.split(" ", 2)[1])
         headers = [tuple(x.strip() for x in line.split(":", 1)) for line in header_lines]
         resp = Response(status, headers, b"", b"")
-        if head_only:
-            return resp
+        if head_only or status in (204, 304) or 100 <= status < 200:
+            return resp  # RFC 9112 6.3: these never have a body
         if (resp.header("Transfer-Encoding") or "").lower() == "chunked":
             raw, body = [], []
             while True:

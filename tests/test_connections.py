@@ -485,3 +485,117 @@ class ConnectionLifeTest(SocketTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AnsweredOnceTest(SocketTestCase):
+    """Edge cases of one connection's state: each request answered once, in order, cheaply."""
+
+    def test_error_pending_when_the_head_deadline_passes_is_answered_once(self):
+        # The client reads nothing for a while, so the server's 400 waits in its buffer while
+        # the head deadline of the request after it passes: the 400 must still arrive, alone.
+        from http_handler import HttpConnection, Limits
+        with RunningServer(head_timeout=0.3) as s:
+            server_side, client = socket.socketpair()
+            self.addCleanup(client.close)
+            server_side.setblocking(False)
+            try:
+                while True:
+                    server_side.send(b"x" * 65536)  # the earlier answers the client has not read
+            except BlockingIOError:
+                pass
+            client.recv(300)
+            pacer = s.server.pacer
+            limits = Limits(0.3, 0.3, 0.3, 1 << 20)
+            pacer.call_soon_threadsafe(lambda: pacer.adopt(
+                server_side, ("127.0.0.1", 1), lambda c: HttpConnection(c, s.server.app, limits, ("*",))))
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            time.sleep(0.1)
+            client.sendall(b"Bad header\r\n\r\nGET / HTTP/1.1\r\n")
+            time.sleep(0.6)
+            raw = self.read_to_close(client).replace(b"x", b"")
+        self.assertEqual(raw.count(b"HTTP/1.1 "), 1, raw[:300])
+        self.assert_error_close(raw, 400, "BAD_REQUEST")
+
+    def test_pipelined_requests_do_not_hold_up_a_stream(self):
+        with RunningServer() as s:
+            stream = self.open(s.port)
+            body = json.dumps(dict(STREAM, mock={"delay": 0.005, "chunk_size": 1})).encode()
+            stream.sendall(request_bytes("POST", "/v1/pipes/run", body))
+            stream.recv(65536)
+            piper = self.open(s.port)
+            burst = b"GET /health HTTP/1.1\r\n\r\n" * 2700  # about 64 KB of requests at once
+            for _ in range(3):
+                piper.sendall(burst)
+            gaps, last, data = [], time.monotonic(), b""
+            for _ in range(10_000):
+                chunk = stream.recv(65536)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last, data = now, data + chunk
+                if not chunk or data.endswith(b"0\r\n\r\n"):
+                    break
+        self.assertLess(max(gaps), 0.05, "a stream waited %.0f ms behind pipelined requests" % (max(gaps) * 1000))
+
+    def test_a_head_trickled_byte_by_byte_is_not_rescanned_from_the_start(self):
+        with RunningServer(head_timeout=30) as s:
+            sock = self.open(s.port)
+            sock.sendall(b"GET /health HTTP/1.1\r\nX-Long: " + b"a" * 40000)
+            time.sleep(0.1)
+            cpu = time.process_time()
+            for _ in range(1500):  # 1,500 reads of one byte each, about 1 s
+                sock.send(b"a")
+                time.sleep(0.0005)
+            used = time.process_time() - cpu
+            sock.sendall(b"\r\n\r\n")
+            self.assertEqual(ResponseReader(sock).read().status, 200)
+        self.assertLess(used, 0.5, "the server spent %.2f s of CPU on one trickled head" % used)
+
+    def test_an_error_that_closes_is_not_lost_to_a_reset(self):
+        # The client sends a body the server will not read, then reads: closing at once with
+        # those bytes unread would reset the connection and destroy the 413 on its way.
+        with RunningServer(max_body_bytes=1000) as s:
+            sock = self.open(s.port)
+            try:
+                sock.sendall(b"POST /v1/threads HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n"
+                             + b"y" * 3_000_000)
+            except OSError:
+                pass
+            parts = []
+            for _ in range(1000):
+                data = sock.recv(65536)  # a ConnectionResetError here fails the test
+                if not data:
+                    break
+                parts.append(data)
+        self.assert_error_close(b"".join(parts), 413, "PAYLOAD_TOO_LARGE")
+
+    def test_lone_surrogate_escape_is_400_and_nothing_is_stored(self):
+        with RunningServer() as s:
+            for path, body in (("/v1/threads", b'{"metadata": {"a": "\\ud800"}}'),
+                               ("/v1/pipes/run", b'{"messages": [{"role": "user", "content": "\\udc00"}]}')):
+                with self.subTest(path=path):
+                    r = call(s.port, "POST", path, body, {"Content-Type": "application/json"})
+                    self.assertEqual(r.status, 400)
+                    self.assertIn("surrogate", r.json()["error"]["message"])
+            self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 0)
+            pair = call(s.port, "POST", "/v1/threads", b'{"metadata": {"a": "\\ud83d\\ude80"}}')
+            self.assertEqual(pair.json()["metadata"], {"a": "\U0001f680"})
+
+    def test_request_line_odds_and_ends(self):
+        with RunningServer() as s:
+            sock = self.open(s.port)  # blank lines before a request line are ignored (RFC 9112 2.2)
+            sock.sendall(b"\r\n\r\n" + request_bytes("GET", "/health"))
+            self.assertEqual(ResponseReader(sock).read().status, 200)
+            sock = self.open(s.port)  # an absolute-form target is accepted (RFC 9112 3.2.2)
+            sock.sendall(request_bytes("GET", "http://127.0.0.1/health"))
+            self.assertEqual(ResponseReader(sock).read().status, 200)
+            sock = self.open(s.port)  # a control character in the request line is a 400
+            sock.sendall(b"GET /he\x1balth HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assert_error_close(self.read_to_close(sock), 400, "BAD_REQUEST")
+            sock = self.open(s.port)  # "close" anywhere in Connection closes
+            sock.sendall(request_bytes("GET", "/health", headers={"Connection": "keep-alive, close"}))
+            self.assertEqual(header(parse_response(self.read_to_close(sock))[1], "Connection"), "close")
+            sock = self.open(s.port)  # a 204 carries no Content-Length (RFC 9110 8.6)
+            sock.sendall(request_bytes("OPTIONS", "/v1/pipes/run"))
+            r = ResponseReader(sock).read(head_only=True)
+            self.assertEqual(r.status, 204)
+            self.assertIsNone(r.header("Content-Length"))

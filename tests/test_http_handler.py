@@ -105,7 +105,7 @@ class StreamTest(unittest.TestCase):
     def test_500_concurrent_paced_streams_all_complete(self):
         count = 500
         with RunningServer(delay=0.002, replies=("One two, three four!",)) as s:
-            request = request_bytes("POST", "/v1/pipes/run", json.dumps(STREAM).encode())
+            request = request_bytes("POST", "/v1/pipes/run", json.dumps(STREAM).encode(), {"Connection": "close"})
             sel = selectors.DefaultSelector()
             received = {}
             try:

@@ -143,6 +143,23 @@ class PacerTest(unittest.TestCase):
         received = len(b"".join(iter(lambda: hog_client.recv(65536), b"")))
         self.assertEqual(received, 19999)
 
+    def test_a_slow_reader_keeps_one_write_timer_not_thousands(self):
+        server, client = self.pair()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+
+        def endless():
+            while True:
+                yield Write(b"x" * 8192)
+                yield Wait(0.0005)
+
+        submit(self.pacer, server, endless())
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # slower than the plan: back-pressure on and off
+            client.recv(8192)
+            time.sleep(0.0005)
+        self.assertLess(len(self.pacer._heap), 50)
+
     def test_timers_run_in_order_and_cancelled_ones_never(self):
         ran = []
         done = threading.Event()

@@ -442,7 +442,7 @@ class HttpScenarioTest(unittest.TestCase):
             for mode in ("close", "buffered"):
                 with self.subTest(mode=mode), connect(s.port) as sock:
                     body = json.dumps(dict(STREAM, mock={"body": mode})).encode()
-                    sock.sendall(request_bytes("POST", "/v1/pipes/run", body))
+                    sock.sendall(request_bytes("POST", "/v1/pipes/run", body, {"Connection": "close"}))
                     raw = support.read_all(sock)
                     head, rest = raw.split(b"\r\n\r\n", 1)
                     self.assertNotIn(b"Transfer-Encoding", head)
