@@ -285,7 +285,8 @@ class HttpConnection:
     """
 
     __slots__ = ("conn", "app", "limits", "cors_origins", "buf", "head", "eof", "busy", "close_after",
-                 "timer", "timer_kind", "processing", "requests", "sent_continue", "reading", "scanned", "lingering")
+                 "timer", "timer_kind", "processing", "requests", "sent_continue", "reading", "scanned", "lingering",
+                 "graced")
 
     def __init__(self, conn: Any, app: App, limits: Limits, cors_origins: Tuple[str, ...]) -> None:
         self.conn = conn
@@ -305,6 +306,7 @@ class HttpConnection:
         self.reading = True
         self.scanned = 0  # bytes of the buffer already searched for the end of a head
         self.lingering = False  # answered and half-closed: reading only to drop what comes
+        self.graced = False  # a deadline was extended once because the loop was behind
         self._set_timer("head", limits.head_timeout)  # a silent connection costs one descriptor, briefly
 
     # -- the loop's calls ------------------------------------------------------------------
@@ -370,6 +372,13 @@ class HttpConnection:
     def _timed_out(self) -> None:
         kind, self.timer, self.timer_kind = self.timer_kind, None, ""
         if self.conn.closed or (self.busy and kind != "linger"):
+            return
+        if kind != "linger" and not self.graced and self.conn.input_waiting():
+            # The client did send in time; the loop, busy with others, has not read it yet.
+            # That is not the client's fault: one more period, once per request.
+            self.graced = True
+            self._set_timer(kind, {"head": self.limits.head_timeout, "body": self.limits.body_timeout,
+                                   "idle": self.limits.keep_alive_timeout}[kind])
             return
         if kind in ("idle", "linger") or (kind == "head" and not self.buf):
             self.conn.close({"idle": "idle for too long", "linger": "complete"}.get(kind, "sent nothing"))
@@ -466,6 +475,7 @@ class HttpConnection:
 
     def _answer(self, request: Request, head: _Head) -> None:
         self.requests += 1
+        self.graced = False
         self._set_timer("", 0)
         if request.method == "OPTIONS":
             response: Any = EmptyResponse(204, [

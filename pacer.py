@@ -130,6 +130,13 @@ class Connection:
         if not self.closed:
             self._send(data, self.loop.clock())
 
+    def input_waiting(self) -> bool:
+        """True if the client has sent bytes the loop has not read yet (never blocks)."""
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except OSError:  # BlockingIOError included: nothing waiting
+            return False
+
     def shutdown_write(self) -> None:
         """Tell the client no more bytes will come (a FIN) while still reading what it sends,
         so that closing later does not reset a response it has not read yet."""

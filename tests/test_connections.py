@@ -599,3 +599,16 @@ class AnsweredOnceTest(SocketTestCase):
             r = ResponseReader(sock).read(head_only=True)
             self.assertEqual(r.status, 204)
             self.assertIsNone(r.header("Content-Length"))
+
+
+class BusyLoopTest(SocketTestCase):
+    def test_a_request_sent_in_time_is_answered_though_the_loop_was_too_busy_to_read_it(self):
+        # Overloaded, the loop may reach a connection's deadline before reading what the
+        # client sent in time: that request is answered, not dropped as a silent client.
+        with RunningServer(head_timeout=0.2) as s:
+            sock = self.open(s.port)
+            call(s.port, "GET", "/health")  # the loop has accepted `sock` by now
+            s.server.pacer.call_soon_threadsafe(lambda: time.sleep(0.5))  # the loop is busy
+            time.sleep(0.05)
+            sock.sendall(request_bytes("GET", "/health"))
+            self.assertEqual(ResponseReader(sock).read().status, 200)
