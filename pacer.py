@@ -202,12 +202,14 @@ class Connection:
 
     def _advance(self) -> None:
         """Send what is due now, within this turn's share, and set the next timer."""
+        fired = self.timer  # the timer that called this, if any: it has left the heap
         self.timer = None
-        loop = self.loop
         plan = self.plan
         if plan is None:
             return
-        pieces = []
+        loop = self.loop
+        data = b""
+        pieces = None
         size = 0
         steps = 0
         wait = 0.0
@@ -223,18 +225,23 @@ class Connection:
                 log.exception("a plan failed; ending that response")
                 self.exhausted = self.close_after = True
                 break
-            if step is None:
-                self.exhausted = True
-                break
             kind = type(step)
             if kind is Write:
-                data = step.data
-                if type(data) is not bytes:
-                    log.error("a plan wrote %r, not bytes; ending that response", type(data))
+                piece = step.data
+                if type(piece) is not bytes:
+                    log.error("a plan wrote %r, not bytes; ending that response", type(piece))
                     self.exhausted = self.close_after = True
                     break
-                pieces.append(data)
-                size += len(data)
+                if not data:
+                    data = piece
+                elif pieces is None:
+                    pieces = [data, piece]
+                else:
+                    pieces.append(piece)
+                size += len(piece)
+            elif step is None:
+                self.exhausted = True
+                break
             elif kind is Close:
                 self.exhausted = self.close_after = True
                 self.reset = step.reset
@@ -242,8 +249,8 @@ class Connection:
             elif not skip_waits:
                 wait = step.seconds  # any Wait, even Wait(0), ends this send
                 break
-        now = loop.clock()
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if pieces is not None:
+            data = b"".join(pieces)
         if data and self.frame is not None:
             data = self.frame(data)
         if self.head:
@@ -251,6 +258,7 @@ class Connection:
             self.head = b""
         if self.exhausted and not self.close_after:
             data += self.trailer
+        now = loop.clock()
         if data and not self._send(data, now):
             return
         if self.out:
@@ -258,8 +266,13 @@ class Connection:
             return
         if self.exhausted:
             self._finish()
+        elif fired is not None:
+            # Due now (share used up) or after the wait: either way on a later turn. The timer
+            # that fired is reused: one object per stream, not one per frame.
+            fired.when = when = now + wait
+            heapq.heappush(loop._heap, (when, next(loop._seq), fired))
+            self.timer = fired
         else:
-            # Due now (share used up) or after the wait: either way on a later turn.
             self.timer = loop.call_at(now + wait, self._advance)
 
     def _finish(self) -> None:

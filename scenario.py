@@ -473,14 +473,19 @@ def _plain(
 ) -> Iterator[Step]:
     encode = encoder.encode
     paced = waits is not None or interval > 0 or ttft > 0
-    if paced:
+    if waits is not None:
+        for event in events:
+            yield Wait(next(waits, 0.0))
+            yield Write(encode(event))
+    elif paced:
+        pause = Wait(interval)  # steps are immutable: one object serves every event
         first = True
         for event in events:
-            if waits is not None:
-                yield Wait(next(waits, 0.0))
+            if first:
+                yield Wait(ttft)
+                first = False
             else:
-                yield Wait(ttft if first else interval)
-            first = False
+                yield pause
             yield Write(encode(event))
     else:
         # Nothing to wait for: hand the loop a few kilobytes at a time, not one frame a step.
