@@ -15,6 +15,7 @@ Errors are ``ApiError`` subclasses, each with an HTTP ``status`` and a Langbase 
 from __future__ import annotations
 
 import json
+import math
 import re
 from email.message import Message
 from typing import Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple, Union
@@ -284,8 +285,33 @@ def domain_error(exc: Exception) -> ApiError:
 # --- request bodies -------------------------------------------------------------------------
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a request body."""
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError("%s is not valid JSON" % name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("the number %s is too large for a 64-bit float" % text[:20])
+    return value
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True if ``value`` nests arrays and objects deeper than ``limit`` (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if type(item) is dict:
+            stack.extend((v, depth + 1) for v in item.values() if type(v) in (dict, list))
+        elif type(item) is list:
+            stack.extend((v, depth + 1) for v in item if type(v) in (dict, list))
+    return False
 
 
 def _json_type(value: Any) -> str:
@@ -302,8 +328,9 @@ def _json_type(value: Any) -> str:
 
 def json_body(request: Request) -> Any:
     """The body as JSON (``{}`` when empty). Raises ``BadRequest`` for bytes that are not
-    UTF-8 or not JSON (``NaN`` and ``Infinity`` included), and for a ``\\uD800``-style escape of
-    half a surrogate pair, which no response could carry back as UTF-8."""
+    UTF-8 or not JSON (``NaN``, ``Infinity`` and numbers such as ``1e999`` that overflow a
+    float included), nested deeper than ``MAX_JSON_DEPTH``, or holding a ``\\uD800``-style
+    escape of half a surrogate pair, which no response could carry back as UTF-8."""
     body = request.body
     if not body.strip():
         return {}
@@ -312,13 +339,17 @@ def json_body(request: Request) -> Any:
     except UnicodeDecodeError as exc:
         raise BadRequest("Request body is not valid UTF-8 (byte %d)." % exc.start) from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise BadRequest("Request body is not valid JSON: %s." % exc) from None
+    except RecursionError:  # nested past what the parser itself can follow
+        raise BadRequest("Request body nests arrays and objects more than %d deep." % MAX_JSON_DEPTH) from None
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _too_deep(value, MAX_JSON_DEPTH):
+        raise BadRequest("Request body nests arrays and objects more than %d deep." % MAX_JSON_DEPTH)
     if "\\u" in text:  # only an escape can make a lone surrogate, which UTF-8 cannot carry
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
-        except (UnicodeEncodeError, RecursionError):
+        except UnicodeEncodeError:
             raise BadRequest("Request body holds a lone UTF-16 surrogate escape (such as \\ud800); "
                              "send whole characters or pairs.") from None
     return value

@@ -233,7 +233,9 @@ def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> 
     if value is None or (from_text and isinstance(value, str) and value.strip().lower() in ("null", "none")):
         if setting.nullable:
             return None
-        raise bad()
+        if value is None or "none" not in setting.choices:
+            raise bad()
+        value = "none"  # the enum value none, as in fault=none
     if from_text:
         text = value.strip()
         if setting.kind in ("int", "float"):
@@ -255,9 +257,11 @@ def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> 
     if kind in ("int", "float"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
+        if not setting.low <= value <= setting.high:  # before float(): a 400-digit int overflows it
+            raise bad()
         if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
             raise bad()
-        if not math.isfinite(value) or not setting.low <= value <= setting.high:
+        if not math.isfinite(value):
             raise bad()
         return int(value) if kind == "int" else float(value)
     if not isinstance(value, str):
@@ -312,12 +316,20 @@ def body_layer(value: Any) -> Dict[str, Any]:
 
 def header_layer(headers: Iterable[Tuple[str, str]]) -> Dict[str, Any]:
     """Read ``X-Mock-<Setting>`` headers (``X-Mock-Line-Ending: crlf``; case-insensitive, ``-``
-    for ``_``) into a validated layer. Raises ``InvalidRequest`` as ``parse_layer`` does."""
+    for ``_``) into a validated layer. A value's bytes are read as UTF-8 (``X-Mock-Reply-Text:
+    Grüße`` as curl sends it). Raises ``InvalidRequest`` as ``parse_layer`` does, and for a
+    value that is not UTF-8."""
     out: Dict[str, Any] = {}
     for key, value in headers:
         lower = key.lower()
         if lower.startswith("x-mock-"):
             name = lower[len("x-mock-"):].replace("-", "_")
+            if not value.isascii():
+                try:  # http.server hands over the raw bytes as Latin-1 text
+                    value = value.encode("latin-1").decode("utf-8")
+                except UnicodeError:
+                    raise InvalidRequest("%s header: the value is not UTF-8; send UTF-8 bytes, or put "
+                                         "the setting in the body's mock object." % key, name) from None
             out.update(parse_layer({name: value}, "%s header" % key, from_text=True))
     return out
 

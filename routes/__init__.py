@@ -10,6 +10,7 @@ be exercised without a socket.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 from typing import Dict, List, Optional, Tuple
@@ -97,7 +98,8 @@ def check_auth(request: Request, api_key: Optional[str]) -> None:
     token = match.group(1)
     if token in _UNSET_TOKENS:
         raise Unauthorized("Authorization carries the token %r: your client's API key is not set." % token)
-    if api_key is not None and token != api_key:
+    if api_key is not None and not hmac.compare_digest(token.encode("utf-8", "surrogateescape"),
+                                                       api_key.encode("utf-8", "surrogateescape")):
         raise Unauthorized("Invalid API key.")
 
 

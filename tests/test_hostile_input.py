@@ -1,0 +1,95 @@
+"""Crafted values that used to be a 500 (or to poison a thread) are a 400 in the route's own
+error shape, over a real socket; nothing is stored, and the server answers the next request."""
+
+import json
+import unittest
+
+from tests import support
+from tests.support import RunningServer, call
+
+HI = [{"role": "user", "content": "Hi"}]
+HUGE = "1" * 400  # an integer of 400 digits
+
+
+def deep(levels):
+    return "[" * levels + "]" * levels
+
+
+class HostileBodyTest(unittest.TestCase):
+    CASES = [
+        ("lone surrogate in content", "/v1/pipes/run", '{"messages": [{"role": "user", "content": "\\ud800"}]}'),
+        ("lone surrogate in metadata", "/v1/threads", '{"metadata": {"a": "\\udfff"}}'),
+        ("1e999 in content parts", "/v1/threads",
+         '{"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "n": 1e999}]}]}'),
+        ("1e999 in tool_calls", "/v1/threads",
+         '{"messages": [{"role": "assistant", "content": null, "tool_calls": [{"x": 1e999}]}]}'),
+        ("1e999 in tool parameters", "/v1/pipes/run",
+         '{"messages": [{"role": "user", "content": "Hi"}], "tools": [{"type": "function", "function": '
+         '{"name": "f", "parameters": {"type": "object", "default": -1e999}}}]}'),
+        ("1e999 in attachments", "/v1/threads",
+         '{"messages": [{"role": "user", "content": "x", "attachments": [{"size": 1e999}]}]}'),
+        ("400-digit mock.seed", "/v1/pipes/run", '{"messages": [], "mock": {"seed": %s}}' % HUGE),
+        ("400-digit mock.delay", "/v1/pipes/run", '{"messages": [], "mock": {"delay": %s}}' % HUGE),
+        ("content parts nested 500 deep", "/v1/threads",
+         '{"messages": [{"role": "user", "content": %s}]}' % deep(500)),
+        ("nested 100,000 deep", "/v1/threads", deep(100_000)),
+        ("OpenAI body with 1e999", "/v1/chat/completions",
+         '{"model": "m", "messages": [{"role": "user", "content": "Hi"}], "temperature": 1e999}'),
+        ("Lobe body with a lone surrogate", "/api/chat", '{"messages": [{"role": "user", "content": "\\ud800"}]}'),
+    ]
+
+    def test_each_crafted_body_is_a_400_and_nothing_is_stored(self):
+        with RunningServer() as s:
+            for name, path, body in self.CASES:
+                with self.subTest(name):
+                    r = call(s.port, "POST", path, body.encode(), {"Content-Type": "application/json"})
+                    self.assertEqual(r.status, 400, r.body[:300])
+                    self.assertTrue(r.body.startswith(b'{"'), r.body[:100])  # the route's JSON error shape
+            status = call(s.port, "GET", "/health").json()
+            self.assertEqual((status["threads"], status["status"]), (0, "healthy"))
+            self.assertEqual(call(s.port, "GET", "/mock/runs").json()["runs"], [])
+
+    def test_nesting_up_to_the_limit_is_accepted(self):
+        with RunningServer() as s:
+            nested = json.dumps({"metadata": {}, "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "x", "extra": json.loads(deep(55))}]}]})
+            r = call(s.port, "POST", "/v1/threads", nested.encode(), {"Content-Type": "application/json"})
+            self.assertEqual(r.status, 200, r.body[:300])
+            self.assertEqual(call(s.port, "GET", "/v1/threads/%s/messages" % r.json()["id"]).status, 200)
+
+
+class HostileHeaderTest(unittest.TestCase):
+    def test_400_digit_and_odd_digit_header_values_are_400(self):
+        with RunningServer() as s:
+            for name, value in (("X-Mock-Seed", HUGE), ("X-Mock-Delay", HUGE), ("X-Mock-Delay", "\u00b2"),
+                                ("Last-Event-ID", "\u00b2")):
+                with self.subTest(header=name, value=value[:5]):
+                    path = "/api/events?prompt=Hi" if name == "Last-Event-ID" else "/v1/pipes/run"
+                    method = "GET" if name == "Last-Event-ID" else "POST"
+                    body = None if method == "GET" else {"messages": HI}
+                    headers = {name: value.encode("utf-8").decode("latin-1")}
+                    r = call(s.port, method, path, body, headers)
+                    self.assertEqual(r.status, 400, r.body[:300])
+            self.assertEqual(call(s.port, "GET", "/health").status, 200)
+
+    def test_none_turns_a_server_wide_fault_off_per_request(self):
+        with RunningServer(mock=(("fault", "http_error"),)) as s:
+            self.assertEqual(call(s.port, "POST", "/v1/pipes/run", {"messages": HI}).status, 500)
+            r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI}, {"X-Mock-Fault": "none"})
+            self.assertEqual(r.status, 200, r.body[:300])
+            r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI, "mock": {"fault": "none"}})
+            self.assertEqual(r.status, 200, r.body[:300])
+
+    def test_header_values_are_read_as_utf8(self):
+        with RunningServer() as s:
+            raw = "Grüße, 你好".encode("utf-8").decode("latin-1")  # the bytes curl sends
+            r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI}, {"X-Mock-Reply-Text": raw})
+            self.assertEqual(r.status, 200, r.body[:300])
+            self.assertEqual(r.json()["completion"], "Grüße, 你好")
+            r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI}, {"X-Mock-Reply-Text": "\xff\xfe"})
+            self.assertEqual(r.status, 400)
+            self.assertIn("UTF-8", r.json()["error"]["message"])
+
+
+if __name__ == "__main__":
+    unittest.main()
