@@ -61,7 +61,8 @@ class Settings:
     ``head_timeout`` (a request's whole head), ``body_timeout`` (its whole body),
     ``keep_alive_timeout`` (an idle connection between requests) and ``write_timeout`` (a
     client that stops reading its response), ``max_connections`` (open connections; more are
-    answered 503), ``max_threads`` and ``max_messages`` (store bounds), ``log_level`` (logging level name),
+    answered 503), ``max_reply_chars`` (a reply's length after its variables are filled in),
+    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and ``max_messages`` (store bounds), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
     server-wide layer between the built-in defaults and a request's ``X-Mock-*`` headers).
     """
@@ -81,6 +82,8 @@ class Settings:
     keep_alive_timeout: float = 5.0
     write_timeout: float = 30.0
     max_connections: int = 10_000
+    max_reply_chars: int = 200_000
+    max_run_log_bytes: int = 64 * 1024 * 1024
     max_threads: int = 100_000
     max_messages: int = 10_000
     log_level: str = "info"
@@ -214,6 +217,12 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="most open connections; beyond it new ones get 503 with Retry-After (default: the "
            "process's descriptor limit less %d, now %d) [LB_MOCK_MAX_CONNECTIONS]"
            % (DESCRIPTOR_RESERVE, default_max_connections()))
+    a("--max-reply-chars", type=_positive_int, default=default("LB_MOCK_MAX_REPLY_CHARS", "200000"),
+      help="longest reply, in characters, after {{name}} variables are filled in; longer is a 400 "
+           "(default 200000) [LB_MOCK_MAX_REPLY_CHARS]")
+    a("--max-run-log-bytes", type=_positive_int, default=default("LB_MOCK_MAX_RUN_LOG_BYTES", str(64 << 20)),
+      help="memory, in bytes, kept for the ground truth of recent runs (GET /mock/runs); the oldest "
+           "go first (default 67108864) [LB_MOCK_MAX_RUN_LOG_BYTES]")
     a("--max-threads", type=_positive_int, default=default("LB_MOCK_MAX_THREADS", "100000"),
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
     a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
@@ -268,6 +277,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         keep_alive_timeout=float(ns.keep_alive_timeout),
         write_timeout=float(ns.write_timeout),
         max_connections=int(ns.max_connections),
+        max_reply_chars=int(ns.max_reply_chars),
+        max_run_log_bytes=int(ns.max_run_log_bytes),
         max_threads=int(ns.max_threads),
         max_messages=int(ns.max_messages),
         log_level=ns.log_level,
@@ -306,7 +317,7 @@ class Server(ThreadingHTTPServer):
             settings,
             store or ThreadStore(clock=clock, new_id=new_id,
                                  max_threads=settings.max_threads, max_messages=settings.max_messages),
-            pipes.RunLog(), formats.TokenBroker(time.monotonic), clock, new_id, time.monotonic(),
+            pipes.RunLog(max_bytes=settings.max_run_log_bytes), formats.TokenBroker(time.monotonic), clock, new_id, time.monotonic(),
             lambda: self.pacer.open_streams,
         )
         self.store = self.app.store

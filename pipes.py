@@ -388,6 +388,8 @@ def choose_reply(
     seed: int,
     split: Callable[[str], List[str]] = tokenize,
     digest: Optional[str] = None,
+    max_chars: int = 200_000,
+    max_pieces: int = 100_000,
 ) -> Reply:
     """Pick the reply for ``request``, deterministically from ``seed`` and the request.
 
@@ -399,6 +401,9 @@ def choose_reply(
     booleans → sample values).
 
     ``digest`` is ``request_digest(request)`` when the caller has it already.
+    ``max_chars`` bounds the reply text after substitution, ``max_pieces`` the pieces it is
+    cut into: past either, ``InvalidRequest`` (raised before the text is built, so a small
+    request cannot make a huge reply).
     ``split`` cuts the text (or the arguments) into the pieces that stream (default
     ``tokenize``). Usage: ``prompt_tokens`` = ``tokenize`` pieces in every message's text;
     ``completion_tokens`` = the reply's pieces.
@@ -416,15 +421,38 @@ def choose_reply(
         arguments = dumps_compact(_sample_value(fn.get("parameters") or {}, rng))
         call = ToolCall("call_%024x" % rng.getrandbits(96), fn["name"], arguments)
         pieces = tuple(split(arguments))
+        if len(pieces) > max_pieces:
+            raise InvalidRequest("The tool call's arguments would stream in %d chunks; the limit is %d. "
+                                 "Use a coarser chunking or a smaller schema." % (len(pieces), max_pieces), "tools")
         usage = Usage(prompt_tokens, len(pieces))
         return Reply(None, (call,), pieces, "tool_calls", usage, completion_id)
     text = rng.choice(list(replies))
     if request.variables:
-        text = _PLACEHOLDER_RE.sub(
-            lambda m: request.variables.get(m.group(1), m.group(0)), text
-        )
+        text = _substitute(text, request.variables, max_chars)
+    if len(text) > max_chars:
+        raise InvalidRequest("The reply would be %d characters; the limit is %d (see --max-reply-chars)."
+                             % (len(text), max_chars), "variables")
     pieces = tuple(split(text))
+    if len(pieces) > max_pieces:
+        raise InvalidRequest("The reply would stream in %d chunks; the limit is %d. Use a coarser "
+                             "chunking or a shorter reply." % (len(pieces), max_pieces), "mock")
     return Reply(text, (), pieces, "stop", Usage(prompt_tokens, len(pieces)), completion_id)
+
+
+def _substitute(text: str, variables: Dict[str, str], max_chars: int) -> str:
+    """``text`` with ``{{name}}`` placeholders replaced from ``variables`` (unknown names left
+    as written). Raises ``InvalidRequest`` as soon as the result would pass ``max_chars``."""
+    parts, size, last = [], 0, 0
+    for match in _PLACEHOLDER_RE.finditer(text):
+        value = variables.get(match.group(1), match.group(0))
+        size += match.start() - last + len(value)
+        if size > max_chars:
+            raise InvalidRequest("The reply with its variables filled in would pass %d characters, the "
+                                 "limit (see --max-reply-chars)." % max_chars, "variables")
+        parts += (text[last:match.start()], value)
+        last = match.end()
+    parts.append(text[last:])
+    return "".join(parts)
 
 
 def reply_message(reply: Reply) -> dict:
@@ -578,31 +606,49 @@ def completion_body(reply: Reply, encoder: ChunkEncoder) -> dict:
     return {"completion": reply.text or "", "raw": encoder.completion(reply)}
 
 
+RECORD_OVERHEAD_BYTES = 2048
+"""What a run record costs besides its text and pieces (the dict, ids, usage, scenario)."""
+
+
+def record_bytes(record: dict) -> int:
+    """An estimate, in bytes, of the memory a run record holds: its text, and each of its
+    ``deltas`` pieces as a string object (about 64 bytes each plus the characters). Pieces
+    shared with ``tokenize``'s cache are counted too, so the estimate errs high."""
+    deltas = record.get("deltas") or ()
+    return (RECORD_OVERHEAD_BYTES + 2 * len(record.get("text") or "")
+            + 64 * len(deltas) + sum(map(len, deltas)))
+
+
 class RunLog:
     """The ground truth of recent runs: what each stream encoded, by run id, bounded.
 
-    A record is a JSON-ready dict (see ``http_handler`` route ``mock_run`` for its fields).
-    Keeps the newest ``limit`` records; older ones are dropped. Thread-safe: each method takes
-    one lock.
+    A record is a JSON-ready dict (see ``routes.mock`` route ``mock_run`` for its fields).
+    Keeps the newest ``limit`` records whose estimated size (``record_bytes``) adds up to at
+    most ``max_bytes``; older ones are dropped first. Thread-safe: each method takes one lock.
     """
 
-    def __init__(self, limit: int = 1000) -> None:
+    def __init__(self, limit: int = 1000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.limit = limit
-        self._records: "collections.OrderedDict[str, dict]" = collections.OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the estimated size of the records kept
+        self._records: "collections.OrderedDict[str, Tuple[dict, int]]" = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def add(self, run_id: str, record: dict) -> None:
-        """Store ``record`` under ``run_id``, dropping the oldest record when full."""
+        """Store ``record`` under ``run_id``, dropping the oldest records while over a bound."""
+        size = record_bytes(record)
         with self._lock:
-            self._records[run_id] = record
-            while len(self._records) > self.limit:
-                self._records.popitem(last=False)
+            self._records[run_id] = (record, size)
+            self.bytes += size
+            while len(self._records) > self.limit or (self.bytes > self.max_bytes and len(self._records) > 1):
+                self.bytes -= self._records.popitem(last=False)[1][1]
 
     def get(self, run_id: str) -> Optional[dict]:
         """The record, or None when unknown or already dropped. The dict is shared: don't
         change it."""
         with self._lock:
-            return self._records.get(run_id)
+            entry = self._records.get(run_id)
+            return entry[0] if entry is not None else None
 
     def recent(self) -> List[str]:
         """Run ids, newest first."""

@@ -65,7 +65,8 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     digest = pipes.request_digest(request)
     rng = pipes.seeded_random(sc.seed, digest, "scenario")
     replies = scenario.replies_for(sc, settings.replies)
-    reply = pipes.choose_reply(request, replies, sc.seed, scenario.splitter(sc, rng), digest)
+    reply = pipes.choose_reply(request, replies, sc.seed, scenario.splitter(sc, rng), digest,
+                               max_chars=settings.max_reply_chars)
     fault = scenario.fault_fires(sc, rng)
     seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
     if request.stream and seconds > scenario.MAX_STREAM_SECONDS:

@@ -58,6 +58,30 @@ class HostileBodyTest(unittest.TestCase):
             self.assertEqual(call(s.port, "GET", "/v1/threads/%s/messages" % r.json()["id"]).status, 200)
 
 
+class BoundedWorkTest(unittest.TestCase):
+    def test_a_small_request_cannot_make_a_huge_reply(self):
+        # 30 KB of request asked for an 80 MB reply; as a cross-site "simple" request, too.
+        body = json.dumps({"messages": HI, "variables": {"a": "x y " * 2500},
+                           "mock": {"reply_text": "{{a}}" * 4000}}).encode()
+        with RunningServer() as s:
+            for content_type in ("application/json", "text/plain"):
+                with self.subTest(content_type=content_type):
+                    r = call(s.port, "POST", "/v1/pipes/run", body,
+                             {"Content-Type": content_type, "Origin": "http://evil.test"})
+                    self.assertEqual(r.status, 400)
+                    self.assertIn("--max-reply-chars", r.json()["error"]["message"])
+            self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 0)
+
+    def test_run_records_are_bounded_in_bytes(self):
+        body = {"messages": HI, "mock": {"reply_text": "x" * 20000, "chunking": "char"}}
+        with RunningServer(max_run_log_bytes=2_000_000) as s:
+            for _ in range(20):
+                self.assertEqual(call(s.port, "POST", "/v1/pipes/run", body).status, 200)
+            runs = call(s.port, "GET", "/mock/runs").json()["runs"]
+            self.assertLessEqual(len(runs), 2)
+            self.assertEqual(s.server.app.runs.get(runs[0])["text"], "x" * 20000)
+
+
 class HostileHeaderTest(unittest.TestCase):
     def test_400_digit_and_odd_digit_header_values_are_400(self):
         with RunningServer() as s:

@@ -252,6 +252,34 @@ class RunLogTest(unittest.TestCase):
         self.assertEqual(log.get("r2"), {"i": 2})
         self.assertEqual(log.recent(), ["r2", "r1"])
 
+    def test_run_log_keeps_its_estimated_bytes_within_max_bytes(self):
+        big = {"text": "x" * 20000, "deltas": tuple("x" * 20000)}  # a char-chunked reply
+        log = RunLog(limit=1000, max_bytes=10 * pipes.record_bytes(big))
+        for i in range(50):
+            log.add("r%d" % i, dict(big))
+        self.assertEqual(len(log.recent()), 10)
+        self.assertLessEqual(log.bytes, log.max_bytes)
+        self.assertEqual(log.recent()[0], "r49")
+        huge = RunLog(max_bytes=1)  # one record over the bound is still kept: the newest
+        huge.add("only", big)
+        self.assertEqual(huge.recent(), ["only"])
+
+
+class ReplyBoundTest(unittest.TestCase):
+    def test_variables_cannot_blow_a_small_request_up_into_a_huge_reply(self):
+        request = parse_run_request({"messages": [], "variables": {"a": "x y " * 2500}})
+        with self.assertRaises(InvalidRequest) as ctx:
+            choose_reply(request, ("{{a}}" * 4000,), 0, max_chars=200_000)
+        self.assertIn("200000", ctx.exception.message)
+        reply = choose_reply(request, ("{{a}}{{b}}",), 0, max_chars=200_000)
+        self.assertEqual(reply.text, "x y " * 2500 + "{{b}}")
+
+    def test_too_many_pieces_is_refused(self):
+        request = parse_run_request({"messages": []})
+        with self.assertRaises(InvalidRequest):
+            choose_reply(request, ("x" * 1000,), 0, split=list, max_pieces=999)
+        self.assertEqual(len(choose_reply(request, ("x" * 1000,), 0, split=list, max_pieces=1000).pieces), 1000)
+
 
 if __name__ == "__main__":
     unittest.main()
