@@ -421,40 +421,64 @@ class TokenBroker:
     A producer ``start``s a generation and returns at once; any number of subscribers read it
     with ``schedule``: a late subscriber gets what was already produced at once, then the rest
     as it is produced; one that resumes with a ``Last-Event-ID`` gets only what follows. A
-    generation expires ``ttl`` seconds after its last token, read or not; at most ``limit`` are
-    kept, and a full buffer first drops expired ones, then refuses new ones.
+    generation expires ``ttl`` seconds after its last token, read or not. At most ``limit``
+    generations, of at most ``max_bytes`` (estimated: about 64 bytes per token plus its
+    characters), are kept: a new one first pushes out expired ones, then finished ones, oldest
+    first; only a buffer full of generations still producing refuses it. A finished generation
+    is replaced by a new one under the same key.
 
     Thread-safe: each method takes one lock. ``clock`` is monotonic seconds.
     """
 
-    def __init__(self, clock: Callable[[], float], limit: int = 1000, ttl: float = 300.0) -> None:
+    def __init__(self, clock: Callable[[], float], limit: int = 1000, ttl: float = 300.0,
+                 max_bytes: int = 64 * 1024 * 1024) -> None:
         self._clock = clock
         self.limit = limit
         self.ttl = ttl
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the estimated size of the generations kept
         self._lock = threading.Lock()
         self._items: "collections.OrderedDict[Tuple[str, str], Generation]" = collections.OrderedDict()
 
+    @staticmethod
+    def _size(generation: Generation) -> int:
+        return 1024 + 64 * len(generation.tokens) + sum(map(len, generation.tokens))
+
+    def _drop(self, key: Tuple[str, str]) -> None:
+        self.bytes -= self._size(self._items.pop(key))
+
     def _expire(self, now: float) -> None:
         for key in [k for k, g in self._items.items() if g.finished_at() + self.ttl < now]:
-            del self._items[key]
+            self._drop(key)
 
     def start(self, key: Tuple[str, str], tokens: Tuple[str, ...], ttft: float, interval: float,
               run_id: str, scenario: Any, fault: bool) -> Generation:
-        """Put a new generation in the buffer, starting now.
+        """Put a new generation in the buffer, starting now (replacing a finished one under
+        the same key).
 
         Raises:
-            GenerationExists: the key is taken (and not expired).
-            OverflowError: the buffer holds ``limit`` live generations.
+            GenerationExists: a generation under that key is still producing.
+            OverflowError: the buffer is full of generations still producing.
         """
         with self._lock:
             now = self._clock()
             self._expire(now)
-            if key in self._items:
-                raise GenerationExists(key)
-            if len(self._items) >= self.limit:
-                raise OverflowError("the token buffer holds %d generations" % self.limit)
+            old = self._items.get(key)
+            if old is not None:
+                if old.finished_at() > now:
+                    raise GenerationExists(key)
+                self._drop(key)
             generation = Generation(tuple(tokens), now, ttft, interval, run_id, scenario, fault)
+            size = self._size(generation)
+            for other in [k for k, g in self._items.items() if g.finished_at() <= now]:
+                if len(self._items) < self.limit and self.bytes + size <= self.max_bytes:
+                    break
+                self._drop(other)  # finished, oldest first: its subscribers hold their tokens
+            if len(self._items) >= self.limit or (self._items and self.bytes + size > self.max_bytes):
+                raise OverflowError("the token buffer is full of %d generations still producing"
+                                    % len(self._items))
             self._items[key] = generation
+            self.bytes += size
             return generation
 
     def get(self, key: Tuple[str, str]) -> Optional[Generation]:

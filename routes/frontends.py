@@ -87,8 +87,8 @@ def generate(request: Request, app: App) -> Response:
     except formats.GenerationExists:
         raise Conflict("A generation for session %r, message %r is already running." % key) from None
     except OverflowError:
-        raise UsageExceeded("The token buffer is full (%d generations); wait for old ones to "
-                            "expire." % app.tokens.limit) from None
+        raise UsageExceeded("The token buffer is full of generations still producing; wait for one to "
+                            "finish.") from None
     runs.publish(app, run)
     return JsonResponse(202, {"sessionId": key[0], "chatMessageId": key[1], "status": "started",
                               "stream": "/api/stream/%s/%s" % key, "runId": run.run_id}, run.headers)

@@ -149,12 +149,33 @@ class TokenBrokerTest(unittest.TestCase):
         with self.assertRaises(formats.GenerationExists):
             self.start(("s", "1"))
         self.start(("s", "2"))
-        with self.assertRaises(OverflowError):
+        with self.assertRaises(OverflowError):  # full of generations still producing
             self.start(("s", "3"))
         self.now = 100.0 + 2.5 + 10.0 + 0.1  # past the last token plus ttl
         self.assertIsNone(self.broker.get(("s", "1")))
         self.start(("s", "3"))
         self.assertEqual(len(self.broker), 1)
+
+    def test_finished_generations_make_room_and_can_be_replaced(self):
+        self.start(("s", "1"))
+        self.start(("s", "2"))
+        self.now = 103.0  # both finished (last tokens at 102.5), neither expired
+        self.start(("s", "1"))  # same key again: the finished one is replaced
+        self.start(("s", "3"))  # full: the oldest finished one ("s", "2") makes room
+        self.assertIsNone(self.broker.get(("s", "2")))
+        self.assertEqual(len(self.broker), 2)
+
+    def test_bounded_in_bytes(self):
+        broker = formats.TokenBroker(lambda: self.now, limit=1000, ttl=10.0, max_bytes=50_000)
+        tokens = tuple("x" * 10 for _ in range(200))  # about 15 KB each by the estimate
+        for i in range(3):
+            broker.start(("s", str(i)), tokens, 0.0, 0.0, "run", self.sc, False)
+        self.now = 101.0
+        for i in range(3, 10):  # the finished ones give way, oldest first
+            broker.start(("s", str(i)), tokens, 0.0, 0.0, "run", self.sc, False)
+        self.assertLessEqual(broker.bytes, broker.max_bytes)
+        self.assertIsNotNone(broker.get(("s", "9")))
+        self.assertIsNone(broker.get(("s", "0")))
 
 
 class BadInputOverSocketTest(unittest.TestCase):
@@ -374,8 +395,10 @@ class TokenStreamRouteTest(unittest.TestCase):
 
     def test_resume_unknown_duplicate_and_failure(self):
         with RunningServer() as s:
+            self.generate(s, chatMessageId="slow", mock={"delay": 5})
+            self.assertEqual(self.generate(s, chatMessageId="slow").status, 409)  # still producing
             self.generate(s)
-            self.assertEqual(self.generate(s).status, 409)
+            self.assertEqual(self.generate(s).status, 202)  # finished at once (delay 0): replaced
             full = events_of(call(s.port, "GET", "/api/stream/s1/m1").body)
             resumed = events_of(call(s.port, "GET", "/api/stream/s1/m1", headers={"Last-Event-ID": "2"}).body)
             self.assertEqual(resumed, full[2:])
@@ -386,7 +409,7 @@ class TokenStreamRouteTest(unittest.TestCase):
             failed = events_of(call(s.port, "GET", "/api/stream/s1/m2").body)
             self.assertEqual(json.loads(failed[-1][2]), {"error": "Mock fault: in-band error after 2 events (fault=error_frame)."})
             self.assertEqual(len(failed), 3)
-            self.assertEqual(call(s.port, "GET", "/health").json()["generations"], 2)
+            self.assertEqual(call(s.port, "GET", "/health").json()["generations"], 3)  # slow, m1, m2
 
 
 class ScenarioOnEveryFormatTest(unittest.TestCase):
