@@ -27,7 +27,7 @@ from threads import InvalidRequest, StoreFull, ThreadExists, ThreadNotFound, che
 
 __all__ = [
     "SERVICE", "VERSION", "Request", "JsonResponse", "StreamResponse", "EmptyResponse", "Response",
-    "Route", "route", "App", "ApiError", "BadRequest", "Unauthorized", "UsageExceeded", "NotFound",
+    "Route", "route", "App", "ApiError", "BadRequest", "Unauthorized", "UsageExceeded", "Forbidden", "NotFound",
     "MethodNotAllowed", "Conflict", "RequestTimeout", "LengthRequired", "PayloadTooLarge",
     "HeadersTooLarge", "ServiceUnavailable", "MockFault", "domain_error", "DOMAIN_ERRORS",
     "json_body", "object_body", "path_thread_id",
@@ -202,6 +202,12 @@ class UsageExceeded(ApiError):
     """403 ``USAGE_EXCEEDED``: a store bound was reached."""
 
     status, code = 403, "USAGE_EXCEEDED"
+
+
+class Forbidden(ApiError):
+    """403 ``FORBIDDEN``: a cross-site request a browser sent without asking first."""
+
+    status, code = 403, "FORBIDDEN"
 
 
 class NotFound(ApiError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from pacer import Connection, Pacer
 import scenario
 from threads import InvalidRequest, ThreadStore, new_uuid4
 
-__all__ = ["Settings", "Server", "parse_args", "make_server", "main"]
+__all__ = ["Settings", "Server", "parse_args", "make_server", "exposure_warning", "main"]
 
 log = logging.getLogger("langbase-mock")
 
@@ -147,6 +148,20 @@ def _raise_descriptor_limit(wanted: int) -> int:
         except (ValueError, OSError):
             pass
     return soft
+
+
+def exposure_warning(settings: "Settings") -> Optional[str]:
+    """The warning to print when ``settings.host`` is reachable from other machines (anything
+    but 127.0.0.0/8, ``::1`` or ``localhost``) and no ``--api-key`` guards it; else None."""
+    if settings.api_key is not None or settings.host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(settings.host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may resolve to anything
+    return ("listening on %s without --api-key: anyone who can reach this address can use the "
+            "mock; add --api-key KEY or bind 127.0.0.1" % settings.host)
 
 
 def _load_replies(path: str) -> Tuple[str, ...]:
@@ -410,6 +425,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               % (settings.host, settings.port, exc.strerror or exc), file=sys.stderr)
         return 1
 
+    warning = exposure_warning(settings)
+    if warning:
+        log.warning("%s", warning)
     soft = _raise_descriptor_limit(settings.max_connections + DESCRIPTOR_RESERVE)
     if settings.max_connections + DESCRIPTOR_RESERVE > soft:
         log.warning("--max-connections %d is above what the descriptor limit (%d) allows; past "

@@ -16,12 +16,12 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from api import (
-    DOMAIN_ERRORS, ApiError, App, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
+    DOMAIN_ERRORS, ApiError, App, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
     Response, Route, Unauthorized, domain_error,
 )
 from routes import frontends, langbase, mock, openai
 
-__all__ = ["ROUTES", "resolve", "dispatch", "error_response", "error_style_for", "check_auth"]
+__all__ = ["ROUTES", "resolve", "dispatch", "error_response", "error_style_for", "check_auth", "check_cross_site"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,34 @@ _FALLBACK_STYLES = (("/v1/chat/", "openai"), ("/v1/models", "openai"), ("/api/",
 """Error shapes for paths no route matches (a 404), by prefix; anything else is Langbase's."""
 
 _BEARER_RE = re.compile(r"Bearer ([^\s]+)")
+_SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
+"""The content types a browser sends cross-site without a CORS preflight (Fetch, "CORS-
+safelisted request-header")."""
+
+
+def check_cross_site(request: Request, cors_origins: Tuple[str, ...]) -> None:
+    """Refuse a state-changing request that a web page on another site sent without a CORS
+    preflight: a POST, PUT or PATCH with an ``Origin`` that is neither this server's nor listed
+    in ``--cors-origins``, and a form or plain-text body (or none), which is what a page can
+    send to any address without asking. Such a page could otherwise create threads and start
+    runs on a developer's machine. Clients that are not browsers send no ``Origin``; a page that
+    sends JSON is asked about first, and ``--cors-origins`` answers.
+
+    Raises ``Forbidden`` with what to do instead."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    origin = request.headers.get("Origin")
+    if origin is None or origin in cors_origins:
+        return
+    host = request.headers.get("Host")
+    if host is not None and origin in ("http://" + host, "https://" + host):
+        return  # same origin
+    content_type = (request.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if content_type and content_type not in _SIMPLE_TYPES:
+        return  # the browser asked first (a preflight), and CORS answered
+    raise Forbidden("A cross-site %s from %r with a %s body is refused: any web page could send it. "
+                    "Send 'Content-Type: application/json', or start the server with --cors-origins "
+                    "listing that origin." % (request.method, origin[:100], content_type or "missing"))
 _UNSET_TOKENS = ("undefined", "null", "None")
 
 
@@ -124,6 +152,7 @@ def dispatch(app: App, request: Request) -> Response:
         route, params = resolve(request.method, request.path)
         style = route.error_style
         request.params = params
+        check_cross_site(request, app.settings.cors_origins)
         if route.auth:
             check_auth(request, app.settings.api_key)
         response = route.function(request, app)

@@ -66,8 +66,7 @@ class BoundedWorkTest(unittest.TestCase):
         with RunningServer() as s:
             for content_type in ("application/json", "text/plain"):
                 with self.subTest(content_type=content_type):
-                    r = call(s.port, "POST", "/v1/pipes/run", body,
-                             {"Content-Type": content_type, "Origin": "http://evil.test"})
+                    r = call(s.port, "POST", "/v1/pipes/run", body, {"Content-Type": content_type})
                     self.assertEqual(r.status, 400)
                     self.assertIn("--max-reply-chars", r.json()["error"]["message"])
             self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 0)
@@ -80,6 +79,45 @@ class BoundedWorkTest(unittest.TestCase):
             runs = call(s.port, "GET", "/mock/runs").json()["runs"]
             self.assertLessEqual(len(runs), 2)
             self.assertEqual(s.server.app.runs.get(runs[0])["text"], "x" * 20000)
+
+
+class CrossSiteTest(unittest.TestCase):
+    """A web page on another site can POST a form or plain text anywhere without asking; such a
+    request must change nothing. JSON makes the browser ask first (a preflight), so it passes."""
+
+    BODY = json.dumps({"messages": HI}).encode()
+
+    def post(self, s, path, content_type, origin):
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        if origin is not None:
+            headers["Origin"] = origin
+        return call(s.port, "POST", path, self.BODY, headers)
+
+    def test_simple_cross_site_writes_are_refused_and_change_nothing(self):
+        with RunningServer() as s:
+            for path in ("/v1/threads", "/v1/pipes/run", "/api/chat", "/v1/chat/completions"):
+                for content_type in ("text/plain", "text/plain;charset=UTF-8",
+                                     "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+                    with self.subTest(path=path, content_type=content_type):
+                        r = self.post(s, path, content_type, "http://evil.test")
+                        self.assertEqual(r.status, 403, r.body[:200])
+                        self.assertIn("cross-site", r.body.decode())
+            self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 0)
+            self.assertEqual(call(s.port, "GET", "/mock/runs").json()["runs"], [])
+
+    def test_what_still_passes(self):
+        with RunningServer(cors_origins=("http://localhost:3000",)) as s:
+            same_origin = "http://127.0.0.1"  # tests.support sends "Host: 127.0.0.1"
+            for content_type, origin in (("application/json", "http://evil.test"),  # preflighted
+                                         ("text/plain", None),  # curl, SDKs: no Origin
+                                         ("text/plain", "http://localhost:3000"),  # listed
+                                         ("text/plain", same_origin)):
+                with self.subTest(content_type=content_type, origin=origin):
+                    headers = {"Content-Type": content_type}
+                    if origin:
+                        headers["Origin"] = origin
+                    r = call(s.port, "POST", "/v1/threads", self.BODY, headers)
+                    self.assertEqual(r.status, 200, r.body[:200])
 
 
 class HostileHeaderTest(unittest.TestCase):

@@ -86,6 +86,20 @@ class ParseArgsTest(unittest.TestCase):
             self.assertIn(flag, out.getvalue())
 
 
+class ExposureWarningTest(unittest.TestCase):
+    def test_non_loopback_without_api_key_warns(self):
+        for argv, warned in ((["--host", "0.0.0.0"], True), (["--host", "::"], True),
+                             (["--host", "192.168.1.5"], True), (["--host", "mybox.local"], True),
+                             (["--host", "0.0.0.0", "--api-key", "k"], False), ([], False),
+                             (["--host", "127.0.0.2"], False), (["--host", "::1"], False),
+                             (["--host", "localhost"], False)):
+            with self.subTest(argv=argv):
+                warning = main.exposure_warning(main.parse_args(argv, env={}))
+                self.assertEqual(warning is not None, warned)
+                if warned:
+                    self.assertIn("--api-key", warning)
+
+
 class ReadmeTest(unittest.TestCase):
     def test_readme_documents_every_option(self):
         with open(os.path.join(support.ROOT, "README.md"), encoding="utf-8") as f:
