@@ -57,30 +57,35 @@ class _Page(BaseHTTPRequestHandler):
         pass
 
 
+def load_page(test: unittest.TestCase, html: str) -> dict:
+    """Serve ``html`` from its own ``http://127.0.0.1`` origin, let headless Chromium run it for
+    up to 15 s of virtual time, and return the JSON the page wrote into ``<div id=o>``."""
+    handler = type("Page", (_Page,), {"html": html.encode("utf-8")})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        with tempfile.TemporaryDirectory() as profile:
+            out = subprocess.run(
+                [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--user-data-dir=" + profile, "--virtual-time-budget=15000", "--dump-dom",
+                 "http://127.0.0.1:%d/" % server.server_address[1]],
+                capture_output=True, text=True, timeout=90, env=dict(os.environ, HOME=profile))
+    finally:
+        server.shutdown()
+        server.server_close()
+    match = re.search(r'<div id="o">(.*?)</div>', out.stdout, re.S)
+    test.assertTrue(match, out.stdout[-500:] + out.stderr[-500:])
+    test.assertNotEqual(match.group(1), "pending", "the page saw nothing")
+    return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&")
+                      .replace("&lt;", "<").replace("&gt;", ">"))
+
+
 @unittest.skipUnless(CHROMIUM, SKIP_REASON)
 class BrowserEventSourceTest(unittest.TestCase):
     def run_page(self, mock_url: str, close_on_done: bool) -> dict:
-        html = PAGE % {"url": json.dumps(mock_url), "close": "true" if close_on_done else "false"}
-        handler = type("Page", (_Page,), {"html": html.encode("utf-8")})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        thread.start()
-        try:
-            with tempfile.TemporaryDirectory() as profile:
-                out = subprocess.run(
-                    [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--user-data-dir=" + profile, "--virtual-time-budget=15000", "--dump-dom",
-                     "http://127.0.0.1:%d/" % server.server_address[1]],
-                    capture_output=True, text=True, timeout=90, env=dict(os.environ, HOME=profile))
-        finally:
-            server.shutdown()
-            server.server_close()
-        match = re.search(r'<div id="o">(.*?)</div>', out.stdout, re.S)
-        self.assertTrue(match, out.stdout[-500:] + out.stderr[-500:])
-        self.assertNotEqual(match.group(1), "pending", "the page saw nothing")
-        return json.loads(match.group(1).replace("&quot;", '"').replace("&amp;", "&")
-                          .replace("&lt;", "<").replace("&gt;", ">"))
+        return load_page(self, PAGE % {"url": json.dumps(mock_url), "close": "true" if close_on_done else "false"})
 
     def test_eventsource_dropped_mid_stream_resumes_with_nothing_lost_or_repeated(self):
         with RunningServer(delay=0.005) as s:
