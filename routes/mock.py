@@ -4,6 +4,7 @@ Langbase's envelope."""
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import List
 
@@ -15,12 +16,15 @@ __all__ = ["ROUTES"]
 
 
 def status(request: Request, app: App) -> Response:
-    """``GET /`` and ``GET /health``: ``{status, service, version, uptime_seconds, threads,
-    open_streams, generations}``; ``/`` adds ``endpoints`` (``"METHOD /path/{param}"``)."""
+    """``GET /`` and ``GET /health``: ``{status, service, version, timestamp, uptime_seconds,
+    threads, open_streams, generations}`` (``timestamp``: the server's clock, ISO 8601 UTC with
+    seconds); ``/`` adds ``endpoints`` (``"METHOD /path/{param}"``)."""
     body = {
         "status": "healthy",
         "service": SERVICE,
         "version": VERSION,
+        "timestamp": datetime.datetime.fromtimestamp(int(app.clock()), datetime.timezone.utc)
+        .strftime("%Y-%m-%dT%H:%M:%SZ"),
         "uptime_seconds": round(time.monotonic() - app.started, 3),
         "threads": len(app.store),
         "open_streams": app.open_streams(),

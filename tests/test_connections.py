@@ -378,7 +378,7 @@ class CapTest(SocketTestCase):
 class HeadTest(SocketTestCase):
     def test_head_has_get_headers_without_body_and_connection_stays_usable(self):
         fixed_time = mock.Mock(monotonic=mock.Mock(return_value=1000.25))
-        with RunningServer() as s, mock.patch.object(routes.mock, "time", fixed_time):
+        with RunningServer(fixed=True) as s, mock.patch.object(routes.mock, "time", fixed_time):
             sock = self.open(s.port)
             reader = ResponseReader(sock)
             sock.sendall(request_bytes("GET", "/health"))

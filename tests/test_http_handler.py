@@ -264,7 +264,7 @@ class ThreadsApiTest(unittest.TestCase):
 
 class StatusTest(unittest.TestCase):
     def test_health_and_root(self):
-        with RunningServer() as s:
+        with RunningServer(fixed=True) as s:
             call(s.port, "POST", "/v1/threads", {})
             health = call(s.port, "GET", "/health").json()
             root = call(s.port, "GET", "/").json()
@@ -273,7 +273,9 @@ class StatusTest(unittest.TestCase):
         self.assertEqual(health["threads"], 1)
         self.assertEqual(health["open_streams"], 0)
         self.assertIsInstance(health["uptime_seconds"], float)
+        self.assertEqual(health["timestamp"], "2023-11-14T22:13:20Z")  # the server's clock, 1700000000
         self.assertIn("POST /v1/pipes/run", root["endpoints"])
+        self.assertIn("GET /v1/threads/{threadId}", root["endpoints"])
 
 
 class ErrorTest(unittest.TestCase):
@@ -431,6 +433,8 @@ class CorsTest(unittest.TestCase):
         allowed = r.header("Access-Control-Allow-Headers").split(", ")
         self.assertEqual(allowed[:3], ["Content-Type", "Authorization", "LB-LLM-Key"])
         self.assertIn("X-Mock-Line-Ending", allowed)
+        self.assertIn("Cache-Control", allowed)  # what a browser's EventSource and fetch clients send
+        self.assertIn("Last-Event-ID", allowed)
         self.assertEqual(r.body, b"")
 
     def test_stream_exposes_thread_id_header(self):
