@@ -161,7 +161,8 @@ def exposure_warning(settings: "Settings") -> Optional[str]:
     except ValueError:
         pass  # a host name: it may resolve to anything
     return ("listening on %s without --api-key: anyone who can reach this address can use the "
-            "mock; add --api-key KEY or bind 127.0.0.1" % settings.host)
+            "mock; add --api-key KEY (it guards the /v1 routes; /api and /mock stay open) or bind "
+            "127.0.0.1" % settings.host)
 
 
 def _load_replies(path: str) -> Tuple[str, ...]:
@@ -264,6 +265,10 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
             ns.replies = _load_replies(ns.replies)
         except argparse.ArgumentTypeError as exc:
             parser.error(str(exc))
+    too_long = [i for i, text in enumerate(ns.replies or ()) if len(text) > ns.max_reply_chars]
+    if too_long:
+        parser.error("reply %d of --replies is %d characters, over --max-reply-chars %d"
+                     % (too_long[0], len(ns.replies[too_long[0]]), ns.max_reply_chars))
     origins = tuple(o.strip() for o in ns.cors_origins.split(",") if o.strip())
     pairs = {}
     for item in ns.mock:

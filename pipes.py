@@ -419,6 +419,9 @@ def choose_reply(
             tool = rng.choice(request.tools)
         fn = tool["function"]
         arguments = dumps_compact(_sample_value(fn.get("parameters") or {}, rng))
+        if len(arguments) > max_chars:
+            raise InvalidRequest("The tool call's arguments would be %d characters; the limit is %d (see "
+                                 "--max-reply-chars)." % (len(arguments), max_chars), "tools")
         call = ToolCall("call_%024x" % rng.getrandbits(96), fn["name"], arguments)
         pieces = tuple(split(arguments))
         if len(pieces) > max_pieces:
@@ -431,7 +434,7 @@ def choose_reply(
         text = _substitute(text, request.variables, max_chars)
     if len(text) > max_chars:
         raise InvalidRequest("The reply would be %d characters; the limit is %d (see --max-reply-chars)."
-                             % (len(text), max_chars), "variables")
+                             % (len(text), max_chars), "variables" if request.variables else "mock")
     pieces = tuple(split(text))
     if len(pieces) > max_pieces:
         raise InvalidRequest("The reply would stream in %d chunks; the limit is %d. Use a coarser "
@@ -611,12 +614,17 @@ RECORD_OVERHEAD_BYTES = 2048
 
 
 def record_bytes(record: dict) -> int:
-    """An estimate, in bytes, of the memory a run record holds: its text, and each of its
-    ``deltas`` pieces as a string object (about 64 bytes each plus the characters). Pieces
-    shared with ``tokenize``'s cache are counted too, so the estimate errs high."""
+    """An estimate, in bytes, of the memory a run record holds: its text, each of its
+    ``deltas`` pieces as a string object (about 64 bytes each plus the characters), its
+    scenario's ``reply_text`` and its tool calls' arguments. Pieces shared with ``tokenize``'s
+    cache are counted too, so the estimate errs high."""
     deltas = record.get("deltas") or ()
+    scenario = record.get("scenario")
+    calls = record.get("tool_calls") or ()
     return (RECORD_OVERHEAD_BYTES + 2 * len(record.get("text") or "")
-            + 64 * len(deltas) + sum(map(len, deltas)))
+            + 64 * len(deltas) + sum(map(len, deltas))
+            + 2 * len(getattr(scenario, "reply_text", None) or "")
+            + sum(2 * len(c.get("function", {}).get("arguments") or "") for c in calls))
 
 
 class RunLog:

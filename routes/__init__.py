@@ -42,29 +42,61 @@ _SIMPLE_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "te
 safelisted request-header")."""
 
 
+def _origin_key(scheme: str, hostport: str) -> str:
+    """``scheme://host[:port]`` lower-cased, without the scheme's default port."""
+    hostport = hostport.strip().lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme)
+    if default and hostport.endswith(default):
+        hostport = hostport[:-len(default)]
+    return "%s://%s" % (scheme, hostport)
+
+
+def _same_origin(origin: str, host: Optional[str]) -> bool:
+    scheme, sep, rest = origin.partition("://")
+    if not sep or host is None:
+        return False
+    return _origin_key(scheme.lower(), rest) == _origin_key(scheme.lower(), host)
+
+
 def check_cross_site(request: Request, cors_origins: Tuple[str, ...]) -> None:
-    """Refuse a state-changing request that a web page on another site sent without a CORS
-    preflight: a POST, PUT or PATCH with an ``Origin`` that is neither this server's nor listed
-    in ``--cors-origins``, and a form or plain-text body (or none), which is what a page can
-    send to any address without asking. Such a page could otherwise create threads and start
-    runs on a developer's machine. Clients that are not browsers send no ``Origin``; a page that
-    sends JSON is asked about first, and ``--cors-origins`` answers.
+    """Refuse what a web page on another site can send to any address without asking (no
+    CORS preflight): a POST, PUT or PATCH with a form, plain-text or missing ``Content-Type``
+    and no header a script alone can set. Without this, any page a developer's browser opens
+    could create threads and start runs on the mock.
+
+    Passes: requests without ``Origin`` (curl, SDKs, servers); an ``Origin`` listed in
+    ``cors_origins`` or equal to this server's (``Host``, default ports and case aside, or
+    ``Sec-Fetch-Site: same-origin``, which survives a dev server's proxy); and requests the
+    browser preflighted, so that CORS has already said yes: those with a JSON or other
+    non-form type, with ``Authorization``, ``LB-LLM-Key`` or an ``X-`` header, or marked
+    ``Sec-Fetch-Mode: cors``. With ``--cors-origins *`` (the default) that means any page may
+    still send JSON; listing origins closes that too.
 
     Raises ``Forbidden`` with what to do instead."""
     if request.method not in ("POST", "PUT", "PATCH"):
         return
-    origin = request.headers.get("Origin")
+    headers = request.headers
+    origin = headers.get("Origin")
     if origin is None or origin in cors_origins:
         return
-    host = request.headers.get("Host")
-    if host is not None and origin in ("http://" + host, "https://" + host):
-        return  # same origin
-    content_type = (request.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
+    if headers.get("Sec-Fetch-Site", "").lower() == "same-origin" or _same_origin(origin, headers.get("Host")):
+        return
+    mode = headers.get("Sec-Fetch-Mode", "").lower()
+    if mode == "cors":
+        return  # preflighted when it needed to be
+    if not mode and any(name.lower() in _SCRIPT_ONLY or name.lower().startswith("x-") for name in headers.keys()):
+        return  # a header only a script sets: the browser asked first
+    content_type = (headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
     if content_type and content_type not in _SIMPLE_TYPES:
         return  # the browser asked first (a preflight), and CORS answered
-    raise Forbidden("A cross-site %s from %r with a %s body is refused: any web page could send it. "
-                    "Send 'Content-Type: application/json', or start the server with --cors-origins "
-                    "listing that origin." % (request.method, origin[:100], content_type or "missing"))
+    raise Forbidden("A cross-site %s from %r with a %s body is refused: any web page could send it "
+                    "without asking. Send 'Content-Type: application/json', or start the server with "
+                    "--cors-origins listing that origin." % (request.method, origin[:100], content_type or "missing"))
+
+
+_SCRIPT_ONLY = ("authorization", "lb-llm-key")
+"""Headers a browser sends only when a script set them, which makes it preflight the request."""
+
 _UNSET_TOKENS = ("undefined", "null", "None")
 
 

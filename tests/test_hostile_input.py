@@ -105,6 +105,40 @@ class CrossSiteTest(unittest.TestCase):
             self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 0)
             self.assertEqual(call(s.port, "GET", "/mock/runs").json()["runs"], [])
 
+    def test_preflighted_same_origin_and_proxied_requests_pass(self):
+        with RunningServer() as s:
+            evil = {"Origin": "http://evil.test"}
+            for extra in ({"Authorization": "Bearer k", "Content-Type": "text/plain;charset=UTF-8"},  # fetch, no type
+                          {"X-Mock-Delay": "0"},  # a script-set header: preflighted
+                          {"Sec-Fetch-Mode": "cors", "Content-Type": "text/plain"},
+                          {"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "same-origin", "Content-Type": "text/plain"}):
+                with self.subTest(extra=extra):
+                    r = call(s.port, "POST", "/v1/threads", b"", dict(evil, **extra))
+                    self.assertEqual(r.status, 200, r.body[:200])
+            for extra in ({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"},
+                          {"Sec-Fetch-Mode": "navigate", "Content-Type": "application/x-www-form-urlencoded"}):
+                with self.subTest(extra=extra):
+                    r = call(s.port, "POST", "/v1/threads", b"", dict(evil, **extra))
+                    self.assertEqual(r.status, 403, r.body[:200])
+            self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 4)
+
+    def test_same_origin_ignores_case_and_default_ports(self):
+        import routes
+        from email.message import Message
+        import api
+        for origin, host, same in (("http://localhost", "localhost:80", True), ("http://localhost:5", "LOCALHOST:5", True),
+                                   ("https://x.test", "x.test:443", True), ("http://[::1]:5", "[::1]:5", True),
+                                   ("http://localhost:5173", "127.0.0.1:8000", False), ("http://a", "b", False)):
+            with self.subTest(origin=origin, host=host):
+                headers = Message()
+                headers["Origin"], headers["Host"], headers["Content-Type"] = origin, host, "text/plain"
+                request = api.Request("POST", "/v1/threads", headers=headers)
+                if same:
+                    routes.check_cross_site(request, ("*",))
+                else:
+                    with self.assertRaises(api.Forbidden):
+                        routes.check_cross_site(request, ("*",))
+
     def test_what_still_passes(self):
         with RunningServer(cors_origins=("http://localhost:3000",)) as s:
             same_origin = "http://127.0.0.1"  # tests.support sends "Host: 127.0.0.1"

@@ -58,6 +58,17 @@ class ParseArgsTest(unittest.TestCase):
                 self.assertEqual(ctx.exception.code, 2)
                 self.assertIn("error:", err.getvalue())
 
+    def test_a_replies_file_entry_over_max_reply_chars_is_refused_at_start(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(["short", "x" * 101], f)
+        self.addCleanup(os.unlink, f.name)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as ctx:
+            main.parse_args(["--replies", f.name, "--max-reply-chars", "100"], env={})
+        self.assertEqual(ctx.exception.code, 2)
+        self.assertIn("reply 1 of --replies is 101 characters", err.getvalue())
+        self.assertEqual(len(main.parse_args(["--replies", f.name], env={}).replies), 2)
+
     def test_mock_flags_and_environment_give_server_scenario_layer(self):
         s = main.parse_args(["--mock", "line_ending=crlf", "--mock", "fault=disconnect"], env={})
         self.assertEqual(dict(s.mock), {"line_ending": "crlf", "fault": "disconnect"})

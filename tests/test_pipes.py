@@ -274,6 +274,23 @@ class ReplyBoundTest(unittest.TestCase):
         reply = choose_reply(request, ("{{a}}{{b}}",), 0, max_chars=200_000)
         self.assertEqual(reply.text, "x y " * 2500 + "{{b}}")
 
+    def test_tool_call_arguments_are_bounded_too(self):
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"a": {"enum": ["y" * 600]}}}}}]
+        request = parse_run_request({"messages": [{"role": "user", "content": "x"}], "tools": tools})
+        with self.assertRaises(InvalidRequest):
+            choose_reply(request, ("t",), 0, max_chars=500)
+        self.assertTrue(choose_reply(request, ("t",), 0, max_chars=700).tool_calls)
+
+    def test_record_bytes_counts_what_the_record_holds(self):
+        class Sc:
+            reply_text = "{{a}}" * 4000  # held by the record's scenario even when the reply is empty
+        empty = {"text": "", "deltas": (), "scenario": Sc(), "tool_calls": []}
+        self.assertGreaterEqual(pipes.record_bytes(empty), 2 * 20000)
+        call = {"text": None, "deltas": ("{}",), "scenario": None,
+                "tool_calls": [{"function": {"name": "f", "arguments": "x" * 5000}}]}
+        self.assertGreaterEqual(pipes.record_bytes(call), 2 * 5000)
+
     def test_too_many_pieces_is_refused(self):
         request = parse_run_request({"messages": []})
         with self.assertRaises(InvalidRequest):
