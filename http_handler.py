@@ -307,7 +307,7 @@ class HttpConnection:
         self.scanned = 0  # bytes of the buffer already searched for the end of a head
         self.lingering = False  # answered and half-closed: reading only to drop what comes
         self.graced = False  # a deadline was extended once because the loop was behind
-        self._set_timer("head", limits.head_timeout)  # a silent connection costs one descriptor, briefly
+        self._set_timer("head")  # a silent connection costs one descriptor, briefly
 
     # -- the loop's calls ------------------------------------------------------------------
 
@@ -345,7 +345,7 @@ class HttpConnection:
                 if not self.reading:
                     self.reading = True
                     self.conn.resume_reading()
-                self._set_timer("linger", LINGER_SECONDS)
+                self._set_timer("linger")
             return
         if not self.reading and not self.eof:
             self.reading = True
@@ -360,14 +360,21 @@ class HttpConnection:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def _set_timer(self, kind: str, seconds: float) -> None:
+    def _seconds(self, kind: str) -> float:
+        """How long a deadline of ``kind`` lasts: ``head``, ``body``, ``idle`` or ``linger``."""
+        limits = self.limits
+        return {"head": limits.head_timeout, "body": limits.body_timeout,
+                "idle": limits.keep_alive_timeout, "linger": LINGER_SECONDS}[kind]
+
+    def _set_timer(self, kind: str) -> None:
+        """Start the deadline of ``kind`` (unless it is already running); ``""`` stops it."""
         if self.timer_kind == kind or self.conn.closed:
             return
         if self.timer is not None:
             self.timer.cancel()
         loop = self.conn.loop
         self.timer_kind = kind
-        self.timer = loop.call_at(loop.clock() + seconds, self._timed_out) if kind else None
+        self.timer = loop.call_at(loop.clock() + self._seconds(kind), self._timed_out) if kind else None
 
     def _timed_out(self) -> None:
         kind, self.timer, self.timer_kind = self.timer_kind, None, ""
@@ -377,14 +384,12 @@ class HttpConnection:
             # The client did send in time; the loop, busy with others, has not read it yet.
             # That is not the client's fault: one more period, once per request.
             self.graced = True
-            self._set_timer(kind, {"head": self.limits.head_timeout, "body": self.limits.body_timeout,
-                                   "idle": self.limits.keep_alive_timeout}[kind])
+            self._set_timer(kind)
             return
         if kind in ("idle", "linger") or (kind == "head" and not self.buf):
             self.conn.close({"idle": "idle for too long", "linger": "complete"}.get(kind, "sent nothing"))
             return
-        what = "head" if kind == "head" else "body"
-        seconds = self.limits.head_timeout if kind == "head" else self.limits.body_timeout
+        what, seconds = kind, self._seconds(kind)
         path = self.head.request.path if self.head is not None else "/"
         log.debug("%s: request %s not complete after %g s; closing", self._client(), what, seconds)
         self._respond_error(RequestTimeout(
@@ -420,7 +425,7 @@ class HttpConnection:
                     if head.expect_continue and not self.sent_continue:
                         self.sent_continue = True
                         self.conn.send(_CONTINUE)
-                    self._set_timer("body", self.limits.body_timeout)
+                    self._set_timer("body")
                     return
                 self.head = None
                 request = head.request
@@ -445,8 +450,7 @@ class HttpConnection:
             if self.eof:
                 self.conn.close("client closed")
             else:
-                self._set_timer("idle" if self.requests else "head",
-                                self.limits.keep_alive_timeout if self.requests else self.limits.head_timeout)
+                self._set_timer("idle" if self.requests else "head")
             return False
         match = _HEAD_END.search(buf, max(0, self.scanned - 3), MAX_HEAD_BYTES + 4)
         if match is None:
@@ -458,7 +462,7 @@ class HttpConnection:
                 self._respond_error(BadRequest("The request head ended before its blank line.", close=True),
                                     "/", None)
             else:
-                self._set_timer("head", self.limits.head_timeout)
+                self._set_timer("head")
             return False
         end = match.end()
         raw = bytes(buf[:end])
@@ -476,7 +480,7 @@ class HttpConnection:
     def _answer(self, request: Request, head: _Head) -> None:
         self.requests += 1
         self.graced = False
-        self._set_timer("", 0)
+        self._set_timer("")
         if request.method == "OPTIONS":
             response: Any = EmptyResponse(204, [
                 ("Access-Control-Allow-Methods", CORS_ALLOW_METHODS),
@@ -489,7 +493,7 @@ class HttpConnection:
 
     def _respond_error(self, error: ApiError, path: str, request: Optional[Request]) -> None:
         self.head = None
-        self._set_timer("", 0)
+        self._set_timer("")
         self._send(request, routes.error_response(error, routes.error_style_for(path), request), False, "-")
 
     # -- responses ---------------------------------------------------------------------------
