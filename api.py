@@ -129,11 +129,12 @@ class App:
     (``pipes.RunLog``), ``tokens`` (``formats.TokenBroker``), ``clock`` (wall-clock seconds,
     float), ``new_id`` (UUID string factory), ``created`` (int seconds: every chunk's
     ``created``, so replays are byte-identical), ``started`` (monotonic seconds at start) and
-    ``open_streams`` (callable returning the number of streams being sent).
+    ``load`` (callable returning ``{"open_streams": int, "connections": int}``: streams being
+    sent and connections open, from the loop).
     """
 
     def __init__(self, settings: Any, store: Any, runs: Any, tokens: Any, clock: Callable[[], float],
-                 new_id: Callable[[], str], started: float, open_streams: Callable[[], int]) -> None:
+                 new_id: Callable[[], str], started: float, load: Callable[[], Dict[str, int]]) -> None:
         self.settings = settings
         self.store = store
         self.runs = runs
@@ -142,7 +143,7 @@ class App:
         self.new_id = new_id
         self.created = int(clock())
         self.started = started
-        self.open_streams = open_streams
+        self.load = load
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -338,7 +338,7 @@ class Server(ThreadingHTTPServer):
             store or ThreadStore(clock=clock, new_id=new_id,
                                  max_threads=settings.max_threads, max_messages=settings.max_messages),
             pipes.RunLog(max_bytes=settings.max_run_log_bytes), formats.TokenBroker(time.monotonic), clock, new_id, time.monotonic(),
-            lambda: self.pacer.open_streams,
+            lambda: {"open_streams": self.pacer.open_streams, "connections": self.pacer.connections},
         )
         self.store = self.app.store
         self.limits = Limits(settings.head_timeout, settings.body_timeout, settings.keep_alive_timeout,

@@ -17,7 +17,7 @@ __all__ = ["ROUTES"]
 
 def status(request: Request, app: App) -> Response:
     """``GET /`` and ``GET /health``: ``{status, service, version, timestamp, uptime_seconds,
-    threads, open_streams, generations}`` (``timestamp``: the server's clock, ISO 8601 UTC with
+    threads, open_streams, connections, generations}`` (``timestamp``: the server's clock, ISO 8601 UTC with
     seconds); ``/`` adds ``endpoints`` (``"METHOD /path/{param}"``)."""
     body = {
         "status": "healthy",
@@ -27,7 +27,7 @@ def status(request: Request, app: App) -> Response:
         .strftime("%Y-%m-%dT%H:%M:%SZ"),
         "uptime_seconds": round(time.monotonic() - app.started, 3),
         "threads": len(app.store),
-        "open_streams": app.open_streams(),
+        **app.load(),
         "generations": len(app.tokens),
     }
     if request.path == "/":

@@ -272,6 +272,7 @@ class StatusTest(unittest.TestCase):
         self.assertEqual(health["service"], "langbase-mock")
         self.assertEqual(health["threads"], 1)
         self.assertEqual(health["open_streams"], 0)
+        self.assertGreaterEqual(health["connections"], 1)  # the one asking, at least
         self.assertIsInstance(health["uptime_seconds"], float)
         self.assertEqual(health["timestamp"], "2023-11-14T22:13:20Z")  # the server's clock, 1700000000
         self.assertIn("POST /v1/pipes/run", root["endpoints"])

@@ -38,7 +38,7 @@ def make_app(open_streams=0, **settings):
     store = ThreadStore(clock=clock, new_id=new_id, max_threads=config.max_threads,
                         max_messages=config.max_messages)
     return api.App(config, store, pipes.RunLog(), formats.TokenBroker(time.monotonic), clock, new_id,
-                   time.monotonic(), lambda: open_streams)
+                   time.monotonic(), lambda: {"open_streams": open_streams, "connections": 0})
 
 
 def make_request(method, path, body=None, headers=(), query=""):
