@@ -71,6 +71,20 @@ class BoundedWorkTest(unittest.TestCase):
                     self.assertIn("--max-reply-chars", r.json()["error"]["message"])
             self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 0)
 
+    def test_long_tool_arguments_and_too_many_chunks_are_400(self):
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"a": {"enum": ["y" * 300_000]}}}}}]
+        chunky = {"messages": HI, "variables": {"a": "x" * 150_000},
+                  "mock": {"reply_text": "{{a}}", "chunking": "char"}}
+        with RunningServer() as s:
+            for name, body, words in (("tool arguments", {"messages": HI, "tools": tools}, "--max-reply-chars"),
+                                      ("150,000 one-character chunks", chunky, "chunks")):
+                with self.subTest(name):
+                    r = call(s.port, "POST", "/v1/pipes/run", body)
+                    self.assertEqual(r.status, 400, r.body[:200])
+                    self.assertIn(words, r.json()["error"]["message"])
+            self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 0)
+
     def test_run_records_are_bounded_in_bytes(self):
         body = {"messages": HI, "mock": {"reply_text": "x" * 20000, "chunking": "char"}}
         with RunningServer(max_run_log_bytes=2_000_000) as s:
