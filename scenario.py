@@ -334,12 +334,34 @@ def header_layer(headers: Iterable[Tuple[str, str]]) -> Dict[str, Any]:
     return out
 
 
+_BUILT: Dict[tuple, Scenario] = {}
+_BUILT_LIMIT = 256
+
+
 def build(seed: int, delay: float, *layers: Mapping[str, Any]) -> Scenario:
     """Resolve layers (lowest precedence first) over the defaults into a ``Scenario``.
 
     ``seed`` and ``delay`` are the server's values for those two settings when no layer sets
     them. Raises ``InvalidRequest`` when settings contradict each other.
+
+    A ``Scenario`` is immutable and most runs resolve the same layers (often none), so the
+    last ``_BUILT_LIMIT`` distinct resolutions are kept and handed out again.
     """
+    try:
+        key: Optional[tuple] = (seed, delay) + tuple(tuple(layer.items()) for layer in layers)
+        scenario = _BUILT.get(key)
+    except TypeError:  # an unhashable value: resolve it afresh
+        key = scenario = None
+    if scenario is None:
+        scenario = _build(seed, delay, layers)
+        if key is not None:
+            if len(_BUILT) >= _BUILT_LIMIT:
+                _BUILT.clear()
+            _BUILT[key] = scenario
+    return scenario
+
+
+def _build(seed: int, delay: float, layers: Tuple[Mapping[str, Any], ...]) -> Scenario:
     values = {name: s.default for name, s in SETTINGS.items()}
     values["seed"], values["delay"] = seed, delay
     for layer in layers:
