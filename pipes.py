@@ -44,6 +44,7 @@ __all__ = [
     "ToolCallDelta",
     "Finish",
     "seeded_random",
+    "LazyRandom",
     "request_digest",
     "parse_run_request",
     "parse_replies",
@@ -375,11 +376,40 @@ def request_digest(request: RunRequest) -> str:
     return hashlib.sha256(material).hexdigest()
 
 
-def seeded_random(seed: int, digest: str, purpose: str) -> random.Random:
+def seeded_random(seed: int, digest: str, purpose: str, lazy: bool = False) -> random.Random:
     """A ``random.Random`` fixed by ``seed``, a request's ``digest`` (``request_digest``) and
     ``purpose``, so the reply and, say, the scenario's draws are independent but each
-    reproducible."""
-    return random.Random("%d:%s:%s" % (seed, digest, purpose))
+    reproducible. With ``lazy``, a ``LazyRandom``: the same numbers, seeded on first use."""
+    return (LazyRandom if lazy else random.Random)("%d:%s:%s" % (seed, digest, purpose))
+
+
+class LazyRandom(random.Random):
+    """A ``random.Random`` that seeds itself when first drawn from, and then gives exactly the
+    numbers ``random.Random(seed)`` gives. Seeding from a string costs microseconds, and most
+    runs never draw from their scenario's generator (no faults, jitter or random chunking)."""
+
+    _pending: Any = None
+    _started = False
+
+    def seed(self, a: Any = None, version: int = 2) -> None:
+        if self._started:
+            super().seed(a, version)
+        else:
+            self._pending = a  # random.Random.__init__ lands here: remember, don't seed yet
+
+    def _start(self) -> None:
+        self._started = True
+        super().seed(self._pending)
+
+    def random(self) -> float:
+        if not self._started:
+            self._start()
+        return super().random()
+
+    def getrandbits(self, k: int) -> int:
+        if not self._started:
+            self._start()
+        return super().getrandbits(k)
 
 
 def choose_reply(

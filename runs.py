@@ -63,7 +63,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
         scenario.header_layer(http_request.headers.items()), *layers, scenario.body_layer(mock),
     )
     digest = pipes.request_digest(request)
-    rng = pipes.seeded_random(sc.seed, digest, "scenario")
+    rng = pipes.seeded_random(sc.seed, digest, "scenario", lazy=True)
     replies = scenario.replies_for(sc, settings.replies)
     reply = pipes.choose_reply(request, replies, sc.seed, scenario.splitter(sc, rng), digest,
                                max_chars=settings.max_reply_chars)

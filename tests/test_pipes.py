@@ -243,6 +243,29 @@ class ErrorEnvelopeTest(unittest.TestCase):
         self.assertEqual(frame, ("data: " + dumps_compact(env) + "\n\n").encode())
 
 
+class LazyRandomTest(unittest.TestCase):
+    def draws(self, rng) -> list:
+        seq = list(range(20))
+        out = []
+        for _ in range(30):
+            out += [rng.randint(1, 9), rng.random(), rng.getrandbits(70), rng.choice(seq),
+                    rng.uniform(-1, 1), rng.randrange(1000)]
+        rng.shuffle(seq)
+        return out + seq
+
+    def test_same_numbers_as_an_eagerly_seeded_generator(self) -> None:
+        eager = pipes.seeded_random(7, "digest", "scenario")
+        lazy = pipes.seeded_random(7, "digest", "scenario", lazy=True)
+        self.assertIsInstance(lazy, pipes.LazyRandom)
+        self.assertEqual(self.draws(lazy), self.draws(eager))
+
+    def test_a_first_draw_through_randbelow_terminates(self) -> None:
+        # randint's first draw holds the generator's getrandbits before it has been seeded.
+        lazy = pipes.seeded_random(1, "d", "p", lazy=True)
+        eager = pipes.seeded_random(1, "d", "p")
+        self.assertEqual([lazy.randint(1, 3) for _ in range(20)], [eager.randint(1, 3) for _ in range(20)])
+
+
 class RunLogTest(unittest.TestCase):
     def test_run_log_keeps_newest_within_limit(self):
         log = RunLog(limit=2)
