@@ -129,13 +129,14 @@ def _message_out(message: dict) -> dict:
     return out
 
 
-def parse_pipe_fields(body: dict, current_tools: Optional[list] = None) -> Dict[str, Any]:
+def parse_pipe_fields(body: dict, current: Optional[dict] = None) -> Dict[str, Any]:
     """Validate the configuration fields present in a create or update body (any
     ``PIPE_DEFAULTS`` key, and ``response_format``); absent and null fields are left out, other
     keys ignored. Returns the fields as stored: ``messages`` as SDK ``Message`` objects,
     ``variables`` as ``[{name, value}]`` (an object of strings is accepted too). A
-    ``tool_choice`` naming a function must name one of the body's ``tools``, or, without them,
-    of ``current_tools`` (the pipe's tools before this update).
+    ``tool_choice`` naming a function must name one of the ``tools``: the body's, else those of
+    ``current`` (the pipe's configuration before this update, if any), whose ``tool_choice``
+    is checked against new ``tools`` in the same way.
 
     Raises:
         InvalidRequest: naming the first bad field.
@@ -181,8 +182,9 @@ def parse_pipe_fields(body: dict, current_tools: Optional[list] = None) -> Dict[
     run = pipes.parse_run_request({
         "messages": [] if body.get("messages") is None else body["messages"],
         "variables": body.get("variables"),
-        "tools": body["tools"] if body.get("tools") is not None else current_tools,
-        "tool_choice": body.get("tool_choice"),
+        "tools": body["tools"] if body.get("tools") is not None else (current or {}).get("tools"),
+        "tool_choice": body["tool_choice"] if body.get("tool_choice") is not None
+        else (current or {}).get("tool_choice"),
     })
     if body.get("messages") is not None:
         out["messages"] = [_message_out(m) for m in run.messages]

@@ -147,7 +147,7 @@ def pipes_create(request: Request, app: App) -> Response:
     if not isinstance(upsert, bool):
         raise BadRequest("upsert must be a boolean.", param="upsert")
     current = app.pipes.get(name) if upsert else None
-    fields = parse_pipe_fields(data, current.config["tools"] if current else None)
+    fields = parse_pipe_fields(data, current.config if current else None)
     try:
         return JsonResponse(200, app.pipes.create(name, fields, upsert).summary())
     except PipeExists as exc:
@@ -164,7 +164,7 @@ def pipes_update(request: Request, app: App) -> Response:
     if current is None:
         raise _pipe_error(PipeNotFound(name))
     new_name = check_pipe_name(data["name"]) if data.get("name") is not None else None
-    fields = parse_pipe_fields(data, current.config["tools"])
+    fields = parse_pipe_fields(data, current.config)
     try:
         return JsonResponse(200, app.pipes.update(name, fields, new_name).summary())
     except (PipeExists, PipeNotFound) as exc:

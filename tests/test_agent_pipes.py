@@ -275,12 +275,14 @@ class PipesApiTest(ErrorAssertions):
                                                                            "function": {"name": "get_weather"}}})
             renamed = call(s.port, "POST", "/v1/pipes/p1", {"name": "p9", "description": "moved"})
             clash = call(s.port, "POST", "/v1/pipes/p9", {"name": "taken"})
+            dropped = call(s.port, "POST", "/v1/pipes/p9", {"tools": []})  # tool_choice names get_weather
             missing = call(s.port, "POST", "/v1/pipes/p1", {"temperature": 0.3})
             listed = {p["name"]: p for p in call(s.port, "GET", "/v1/pipes").json()}
         self.assertEqual(updated.status, 200)
         self.assertEqual(renamed.json()["name"], "p9")
         self.assertEqual(renamed.json()["api_key"], key)
         self.assertLangbaseError(clash, 409, "CONFLICT", "'taken' already exists")
+        self.assertLangbaseError(dropped, 400, "BAD_REQUEST", "tool_choice")
         self.assertLangbaseError(missing, 404, "NOT_FOUND", "No pipe named 'p1'")
         self.assertEqual(sorted(listed), ["p9", "taken"])
         self.assertEqual((listed["p9"]["temperature"], listed["p9"]["description"]), (0.1, "moved"))
