@@ -26,7 +26,8 @@ import pipes
 from sse import dumps_compact
 from threads import InvalidRequest, StoreFull
 
-__all__ = ["Pipe", "PipeExists", "PipeNotFound", "PipeStore", "parse_pipe_fields", "TraceLog"]
+__all__ = ["Pipe", "PipeExists", "PipeNotFound", "PipeStore", "check_model", "check_pipe_name", "parse_pipe_fields",
+           "TraceLog"]
 
 OWNER_LOGIN = "mock-user"
 """The ``owner_login`` of every pipe: the mock has one user."""
@@ -119,6 +120,19 @@ def check_pipe_name(value: Any, param: str = "name") -> str:
     return value
 
 
+MAX_MODEL_CHARS = 256
+"""Longest ``model`` accepted: it is repeated in every chunk of a stream."""
+
+
+def check_model(value: Any, param: str = "model") -> str:
+    """A ``model`` (``"provider:model-id"``, as the SDKs send it; not checked further): a
+    non-empty string of at most ``MAX_MODEL_CHARS`` characters. Raises ``InvalidRequest``."""
+    if not isinstance(value, str) or not value or len(value) > MAX_MODEL_CHARS:
+        raise InvalidRequest("%s must be a non-empty string \"provider:model-id\" of at most %d characters"
+                             % (param, MAX_MODEL_CHARS), param)
+    return value
+
+
 def _message_out(message: dict) -> dict:
     """A parsed message as the SDK's ``Message``: ``role`` and ``content``, plus ``name``,
     ``tool_call_id`` and ``tool_calls`` when set."""
@@ -142,11 +156,12 @@ def parse_pipe_fields(body: dict, current: Optional[dict] = None) -> Dict[str, A
         InvalidRequest: naming the first bad field.
     """
     out: Dict[str, Any] = {}
-    for key in ("description", "model"):
-        if body.get(key) is not None:
-            if not isinstance(body[key], str) or (key == "model" and not body[key]):
-                raise InvalidRequest("%s must be a %sstring" % (key, "non-empty " if key == "model" else ""), key)
-            out[key] = body[key]
+    if body.get("description") is not None:
+        if not isinstance(body["description"], str):
+            raise InvalidRequest("description must be a string", "description")
+        out["description"] = body["description"]
+    if body.get("model") is not None:
+        out["model"] = check_model(body["model"])
     if body.get("status") is not None:
         if body["status"] not in ("public", "private"):
             raise InvalidRequest("status must be \"public\" or \"private\"", "status")

@@ -15,7 +15,7 @@ from api import (
     App, BadRequest, Conflict, JsonResponse, NotFound, Request, Response, Route, json_body, object_body,
     path_thread_id, route,
 )
-from stores import Pipe, PipeExists, PipeNotFound, check_pipe_name, parse_pipe_fields
+from stores import Pipe, PipeExists, PipeNotFound, check_model, check_pipe_name, parse_pipe_fields
 from threads import InvalidRequest, check_thread_id, parse_messages, parse_metadata
 
 __all__ = ["ROUTES", "parse_agent_request"]
@@ -73,7 +73,7 @@ def parse_agent_request(body: Any) -> Tuple[pipes.RunRequest, str]:
     """Validate a ``POST /v1/agent/run`` body (the SDKs' ``AgentRunOptions``) and return
     ``(run request, model)``.
 
-    ``model`` (a non-empty string, ``"provider:model-id"``) and ``input`` (a string, taken as
+    ``model`` (``stores.check_model``: ``"provider:model-id"``) and ``input`` (a string, taken as
     one ``user`` message, or a non-empty array of messages) are required; ``instructions``
     (string or null) becomes a ``system`` message before the input; ``stream``, ``tools`` and
     ``tool_choice`` are checked as on ``POST /v1/pipes/run``. Everything else (``apiKey``,
@@ -89,8 +89,7 @@ def parse_agent_request(body: Any) -> Tuple[pipes.RunRequest, str]:
     model = body.get("model")
     if model is None:
         raise InvalidRequest("model is required: \"provider:model-id\", e.g. \"openai:gpt-4o-mini\"", "model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("model must be a non-empty string \"provider:model-id\"", "model")
+    check_model(model)
     value = body.get("input")
     if value is None:
         raise InvalidRequest("input is required: a string or an array of messages", "input")
