@@ -84,13 +84,11 @@ class Pipe(NamedTuple):
                 "owner_login": OWNER_LOGIN, "url": pipe_url(c["name"]), "type": "chat",
                 "api_key": self.api_key}
 
-    def run_defaults(self) -> "pipes.RunRequest":
-        """The pipe's part of a run, parsed as a run body is: ``messages`` (its prompt),
-        ``variables`` (defaults, by name), ``tools``, ``tool_choice`` and ``stream``."""
-        c = self.config
-        return pipes.parse_run_request({"messages": c["messages"], "variables": c["variables"],
-                                        "tools": c["tools"], "tool_choice": c["tool_choice"],
-                                        "stream": c["stream"]})
+    def prompt(self) -> Tuple[List[dict], Dict[str, str]]:
+        """The pipe's ``messages`` (as ``threads.parse_messages`` returns them) and its
+        ``variables`` (``{name: value}``), parsed as a run's are."""
+        run = pipes.parse_run_request({"messages": self.config["messages"], "variables": self.config["variables"]})
+        return run.messages, run.variables
 
     def listing(self) -> dict:
         """The ``GET /v1/pipes`` item (``PipeListResponse``): ``name``, ``description``,

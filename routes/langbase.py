@@ -55,9 +55,9 @@ def pipes_run(request: Request, app: App) -> Response:
     run_request = pipes.parse_run_request(data)
     reply_request = run_request
     if pipe is not None:
-        prompt = pipe.run_defaults()
-        reply_request = run_request._replace(messages=prompt.messages + run_request.messages,
-                                             variables=dict(prompt.variables, **run_request.variables))
+        messages, variables = pipe.prompt()
+        reply_request = run_request._replace(messages=messages + run_request.messages,
+                                             variables=dict(variables, **run_request.variables))
     run = runs.prepare(app, request, reply_request, data.get("mock"), model=model)
     thread_id = runs.store_run(app, run, run_request.thread_id, run_request.messages,
                                not app.settings.strict_threads)
