@@ -38,6 +38,7 @@ from api import SERVICE, VERSION, App
 from http_handler import HttpConnection, Limits, refusal
 from pacer import Connection, Pacer
 import scenario
+import stores
 from threads import InvalidRequest, ThreadStore, new_uuid4
 
 __all__ = ["Settings", "Server", "parse_args", "make_server", "exposure_warning", "main"]
@@ -63,7 +64,8 @@ class Settings:
     ``keep_alive_timeout`` (an idle connection between requests) and ``write_timeout`` (a
     client that stops reading its response), ``max_connections`` (open connections; more are
     answered 503), ``max_reply_chars`` (a reply's length after its variables are filled in),
-    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and ``max_messages`` (store bounds), ``log_level`` (logging level name),
+    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and ``max_messages`` (store bounds), ``max_pipes`` and
+    ``max_pipe_bytes`` (the pipe store's bounds: pipes, bytes of their configurations as JSON), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
     server-wide layer between the built-in defaults and a request's ``X-Mock-*`` headers).
     """
@@ -87,6 +89,8 @@ class Settings:
     max_run_log_bytes: int = 64 * 1024 * 1024
     max_threads: int = 100_000
     max_messages: int = 10_000
+    max_pipes: int = 1000
+    max_pipe_bytes: int = 16 * 1024 * 1024
     log_level: str = "info"
     mock: Tuple[Tuple[str, object], ...] = ()
 
@@ -243,6 +247,12 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
     a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
       help="most messages per thread (default 10000) [LB_MOCK_MAX_MESSAGES]")
+    a("--max-pipes", type=_positive_int, default=default("LB_MOCK_MAX_PIPES", "1000"),
+      help="most pipes kept in memory (POST /v1/pipes); more is 403 USAGE_EXCEEDED (default 1000) "
+           "[LB_MOCK_MAX_PIPES]")
+    a("--max-pipe-bytes", type=_positive_int, default=default("LB_MOCK_MAX_PIPE_BYTES", str(16 << 20)),
+      help="most bytes of pipe configuration (as JSON) kept in memory, all pipes together; more is "
+           "403 USAGE_EXCEEDED (default 16777216) [LB_MOCK_MAX_PIPE_BYTES]")
     a("--mock", action="append", metavar="SETTING=VALUE",
       default=[p for p in default("LB_MOCK_SCENARIO", "").split(",") if p.strip()],
       help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
@@ -301,6 +311,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_run_log_bytes=int(ns.max_run_log_bytes),
         max_threads=int(ns.max_threads),
         max_messages=int(ns.max_messages),
+        max_pipes=int(ns.max_pipes),
+        max_pipe_bytes=int(ns.max_pipe_bytes),
         log_level=ns.log_level,
         mock=tuple(mock.items()),
     )
@@ -340,6 +352,9 @@ class Server(ThreadingHTTPServer):
             pipes.RunLog(max_bytes=settings.max_run_log_bytes), formats.TokenBroker(time.monotonic), clock, new_id, time.monotonic(),
             lambda: {"open_streams": self.pacer.open_streams, "connections": self.pacer.connections},
         )
+        self.app.pipes = stores.PipeStore(lambda: "pipe_" + new_id().replace("-", ""),
+                                          settings.max_pipes, settings.max_pipe_bytes)
+        self.app.traces = stores.TraceLog()
         self.store = self.app.store
         self.limits = Limits(settings.head_timeout, settings.body_timeout, settings.keep_alive_timeout,
                              settings.max_body_bytes)

@@ -20,6 +20,7 @@ import routes.frontends
 import routes.langbase
 import routes.mock
 import routes.openai
+import stores
 from steps import Close, Wait, Write
 from threads import ThreadStore
 
@@ -37,8 +38,11 @@ def make_app(open_streams=0, **settings):
     new_id = FixedIds()
     store = ThreadStore(clock=clock, new_id=new_id, max_threads=config.max_threads,
                         max_messages=config.max_messages)
-    return api.App(config, store, pipes.RunLog(), formats.TokenBroker(time.monotonic), clock, new_id,
-                   time.monotonic(), lambda: {"open_streams": open_streams, "connections": 0})
+    app = api.App(config, store, pipes.RunLog(), formats.TokenBroker(time.monotonic), clock, new_id,
+                  time.monotonic(), lambda: {"open_streams": open_streams, "connections": 0})
+    app.pipes = stores.PipeStore(lambda: "pipe_" + new_id().replace("-", ""), config.max_pipes, config.max_pipe_bytes)
+    app.traces = stores.TraceLog()
+    return app
 
 
 def make_request(method, path, body=None, headers=(), query=""):

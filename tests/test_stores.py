@@ -1,0 +1,60 @@
+"""``stores.PipeStore`` and ``stores.TraceLog`` without a socket: the bounds that are costly to
+reach over HTTP (bytes of traces), and the pipe-key index across updates and renames."""
+
+import itertools
+import unittest
+
+from tests import support  # noqa: F401  (puts the project root on sys.path)
+import stores
+from threads import StoreFull
+
+
+def keys():
+    counter = itertools.count(1)
+    return lambda: "pipe_%032d" % next(counter)
+
+
+class PipeStoreTest(unittest.TestCase):
+    def test_the_key_follows_the_pipe_through_upsert_and_rename(self):
+        store = stores.PipeStore(keys())
+        key = store.create("a", {}).api_key
+        store.create("a", {"description": "upserted"}, upsert=True)
+        store.update("a", {}, new_name="b")
+        self.assertEqual(store.by_key(key).config["name"], "b")
+        self.assertIsNone(store.get("a"))
+        self.assertIsNone(store.by_key("pipe_unknown"))
+        self.assertEqual(len(store), 1)
+
+    def test_bytes_are_counted_for_what_is_kept_and_freed_on_replace(self):
+        store = stores.PipeStore(keys())
+        first = store.create("a", {})
+        self.assertEqual(store.bytes, first.size)
+        second = store.update("a", {"description": "x" * 100})
+        self.assertEqual(store.bytes, second.size)
+        self.assertEqual(second.size - first.size, 100)
+
+    def test_full_store_raises_and_keeps_what_it_had(self):
+        store = stores.PipeStore(keys(), max_pipes=1)
+        store.create("a", {})
+        with self.assertRaises(StoreFull):
+            store.create("b", {})
+        self.assertEqual([p.config["name"] for p in store.list()], ["a"])
+
+
+class TraceLogTest(unittest.TestCase):
+    def test_oldest_traces_go_first_past_the_byte_bound(self):
+        log = stores.TraceLog(limit=10, max_bytes=250)
+        for i in range(4):
+            log.add({"id": str(i)}, 100)
+        self.assertEqual([e["id"] for e in log.recent()], ["3", "2"])
+        self.assertEqual(log.bytes, 200)
+
+    def test_one_trace_larger_than_the_bound_is_still_kept_alone(self):
+        log = stores.TraceLog(limit=10, max_bytes=50)
+        log.add({"id": "a"}, 10)
+        log.add({"id": "big"}, 100)
+        self.assertEqual([e["id"] for e in log.recent()], ["big"])
+
+
+if __name__ == "__main__":
+    unittest.main()
