@@ -181,17 +181,17 @@ def embed(text: str, dimensions: int) -> List[float]:
     """A deterministic embedding of ``text``: ``dimensions`` floats of unit length (L2, each
     rounded to 6 decimals), counting hashed features into buckets: lower-cased words, pairs of
     adjacent words, and character trigrams of the white-space-collapsed lower-cased text with
-    ``^``/``$`` marking its ends. Equal texts give equal vectors; texts sharing words and
+    ``^``/``$`` marking its ends (white space alone gives the one feature ``^$``). Equal texts give equal vectors; texts sharing words and
     spellings have a high cosine similarity. No model is run: the numbers mean nothing else."""
     vector = [0.0] * dimensions
     tokens = words(text)
     flat = "^" + " ".join(text.lower().split()) + "$"
     features = tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
-    features += [flat[i:i + 3] for i in range(len(flat) - 2)]
+    features += [flat[i:i + 3] for i in range(max(1, len(flat) - 2))]  # blank text: "^$"
     for feature in features:
         digest = hashlib.blake2b(feature.encode("utf-8", "surrogatepass"), digest_size=8).digest()
         vector[int.from_bytes(digest, "big") % dimensions] += 1.0
-    norm = math.sqrt(sum(v * v for v in vector))  # > 0: "^$" alone is a trigram
+    norm = math.sqrt(sum(v * v for v in vector))  # > 0: there is always a feature
     return [round(v / norm, 6) for v in vector]
 
 
