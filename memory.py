@@ -241,7 +241,7 @@ def extract_text(data: bytes, media_type: str) -> str:
     are not UTF-8."""
     kind = TEXT_TYPES.get(media_type)
     if kind is None:
-        raise ValueError("The mock reads text files only (%s); a %s file is kept but not indexed."
+        raise ValueError("The mock reads text files only (%s); this %s file is kept but not indexed."
                          % (", ".join(sorted(set(TEXT_TYPES))), media_type))
     try:
         text = data.decode("utf-8-sig")
