@@ -26,12 +26,12 @@ module's ``Missing`` and ``Exists``. Standard library only; no imports from the 
 from __future__ import annotations
 
 import collections
-import hashlib
 import math
 import mimetypes
 import re
 import secrets
 import threading
+import zlib
 from html.parser import HTMLParser
 from typing import Any, Callable, Counter, Dict, List, Optional, Sequence, Tuple
 
@@ -40,7 +40,8 @@ from threads import InvalidRequest, StoreFull
 __all__ = [
     "EMBEDDING_DIMENSIONS", "DEFAULT_EMBEDDING_MODEL", "TEXT_TYPES", "Missing", "Exists", "MemoryStore",
     "chunk_text", "check_chunking", "embed", "parse_embedding_model", "parse_filters", "filter_matches",
-    "bm25_rank", "words", "extract_text", "text_type",
+    "bm25_rank", "words", "extract_text", "text_type", "check_name", "check_document_name", "check_meta",
+    "OWNER_LOGIN", "UPLOAD_URL_SECONDS",
 ]
 
 EMBEDDING_DIMENSIONS: Dict[str, int] = {
@@ -53,6 +54,8 @@ EMBEDDING_DIMENSIONS: Dict[str, int] = {
 vectors each real model returns; ``embed`` returns vectors of that length."""
 
 DEFAULT_EMBEDDING_MODEL = "openai:text-embedding-3-large"
+OWNER_LOGIN = "mock-user"
+"""The ``owner_login`` of every memory and document."""
 
 CHUNK_MAX_LENGTH = (1024, 30000)
 """Allowed ``chunkMaxLength`` / ``chunk_size`` (characters, inclusive), as the SDKs document."""
@@ -182,15 +185,15 @@ def embed(text: str, dimensions: int) -> List[float]:
     rounded to 6 decimals), counting hashed features into buckets: lower-cased words, pairs of
     adjacent words, and character trigrams of the white-space-collapsed lower-cased text with
     ``^``/``$`` marking its ends (white space alone gives the one feature ``^$``). Equal texts give equal vectors; texts sharing words and
-    spellings have a high cosine similarity. No model is run: the numbers mean nothing else."""
+    spellings have a high cosine similarity. No model is run: the numbers mean nothing else.
+    Features are hashed with CRC-32 (``zlib.crc32``), stable across processes and fast."""
     vector = [0.0] * dimensions
     tokens = words(text)
     flat = "^" + " ".join(text.lower().split()) + "$"
     features = tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
     features += [flat[i:i + 3] for i in range(max(1, len(flat) - 2))]  # blank text: "^$"
-    for feature in features:
-        digest = hashlib.blake2b(feature.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-        vector[int.from_bytes(digest, "big") % dimensions] += 1.0
+    for feature, count in collections.Counter(features).items():
+        vector[zlib.crc32(feature.encode("utf-8", "surrogatepass")) % dimensions] += count
     norm = math.sqrt(sum(v * v for v in vector))  # > 0: there is always a feature
     return [round(v / norm, 6) for v in vector]
 
@@ -606,6 +609,3 @@ class MemoryStore:
         return [{"text": candidates[i][0], "similarity": round(scores[i] / (scores[i] + 1.0), 6),
                  "meta": dict(candidates[i][3])} for i in order]
 
-
-OWNER_LOGIN = "mock-user"
-"""The ``owner_login`` of every memory and document."""

@@ -29,6 +29,8 @@ from api import App, BadRequest, JsonResponse, Request, Response, Route, object_
 __all__ = ["ROUTES", "png", "parse_form"]
 
 MAX_EMBED_CHUNKS = 100
+MAX_EMBED_CHARS = 200_000
+"""Most characters over all chunks of one embed request (hashing them takes about 0.1 s)."""
 MAX_QUERY_CHARS = 2000
 MAX_RESULTS = 20
 MAX_URLS = 20
@@ -71,7 +73,8 @@ def chunker(request: Request, app: App) -> Response:
 
 
 def embed(request: Request, app: App) -> Response:
-    """``POST /v1/embed``: ``{chunks: string[] (1-100, non-empty), embeddingModel?}`` → one
+    """``POST /v1/embed``: ``{chunks: string[] (1-100, non-empty, at most ``MAX_EMBED_CHARS``
+    characters in all), embeddingModel?}`` → one
     unit-length vector per chunk, as long as the named model's (``memory.EMBEDDING_DIMENSIONS``;
     default ``openai:text-embedding-3-large``, 3072 numbers). See ``memory.embed``."""
     data = object_body(request)
@@ -79,6 +82,9 @@ def embed(request: Request, app: App) -> Response:
     if (not isinstance(chunks, list) or not 0 < len(chunks) <= MAX_EMBED_CHUNKS
             or not all(isinstance(c, str) and c for c in chunks)):
         raise BadRequest("chunks must be an array of 1-%d non-empty strings." % MAX_EMBED_CHUNKS, param="chunks")
+    if sum(len(c) for c in chunks) > MAX_EMBED_CHARS:
+        raise BadRequest("chunks hold more than %d characters in all; send fewer at a time." % MAX_EMBED_CHARS,
+                         param="chunks")
     model = memory.parse_embedding_model(data.get("embeddingModel"))
     dimensions = memory.EMBEDDING_DIMENSIONS[model]
     return JsonResponse(200, [memory.embed(chunk, dimensions) for chunk in chunks])

@@ -235,7 +235,7 @@ class UtilityRoutesTest(Base):
         light = call(self.port, "POST", "/v1/embed", {"chunks": ["x"], "embeddingModel": "cohere:embed-multilingual-light-v3.0"})
         self.assertEqual(len(light.json()[0]), 384)
         for body, needle in (({}, "chunks"), ({"chunks": []}, "chunks"), ({"chunks": [""]}, "chunks"),
-                             ({"chunks": ["x"] * 101}, "chunks"), ({"chunks": ["x"], "embeddingModel": "nope"}, "embeddingModel")):
+                             ({"chunks": ["x"] * 101}, "chunks"), ({"chunks": ["x" * 100_001] * 2}, "characters"), ({"chunks": ["x"], "embeddingModel": "nope"}, "embeddingModel")):
             with self.subTest(body=body):
                 self.assertError(call(self.port, "POST", "/v1/embed", body), 400, "BAD_REQUEST", needle)
 
