@@ -175,7 +175,7 @@ def parse_embedding_model(value: Any, param: str = "embeddingModel") -> str:
     Raises ``InvalidRequest`` listing the models."""
     if value is None:
         return DEFAULT_EMBEDDING_MODEL
-    if value not in EMBEDDING_DIMENSIONS:
+    if not isinstance(value, str) or value not in EMBEDDING_DIMENSIONS:
         raise InvalidRequest("%s must be one of %s" % (param, ", ".join(EMBEDDING_DIMENSIONS)), param)
     return value
 

@@ -167,6 +167,40 @@ class MemoryRoutesTest(Base):
                               {"query": "q", "memory": [{"name": "m"}]}).json(), [])
 
 
+class HostileInputTest(Base):
+    def test_odd_values_in_every_field_are_4xx_never_500(self):
+        call(self.port, "POST", "/v1/memory", {"name": "m"})
+        odd = [None, True, 1e308, -1, "", "\u0000", [], {}, [[[]]], ["And"], {"x": 1}, "a" * 5000]
+        fields = {
+            "/v1/memory": ("name", "description", "embedding_model", "top_k", "chunk_size", "chunk_overlap"),
+            "/v1/memory/documents": ("memoryName", "fileName", "meta"),
+            "/v1/memory/retrieve": ("query", "memory", "topK"),
+            "/v1/chunker": ("content", "chunkMaxLength", "chunkOverlap"),
+            "/v1/embed": ("chunks", "embeddingModel"),
+            "/v1/tools/web-search": ("query", "service", "totalResults", "domains"),
+            "/v1/tools/crawl": ("url", "maxPages", "service"),
+            "/v1/images": ("prompt", "model", "width", "height", "n"),
+        }
+        valid = {"/v1/memory": {"name": "x"}, "/v1/memory/documents": {"memoryName": "m", "fileName": "f"},
+                 "/v1/memory/retrieve": {"query": "q", "memory": [{"name": "m"}]}, "/v1/chunker": {"content": "c"},
+                 "/v1/embed": {"chunks": ["c"]}, "/v1/tools/web-search": {"query": "q"},
+                 "/v1/tools/crawl": {"url": ["https://example.com"]}, "/v1/images": {"prompt": "p", "model": "m"}}
+        for path, names in fields.items():
+            for name in names:
+                for value in odd:
+                    body = dict(valid[path], **{name: value})
+                    r = host_call(self.port, "POST", path, body)
+                    self.assertLess(r.status, 500, (path, name, value, r.body))
+                    if r.status == 200 and path == "/v1/memory":
+                        call(self.port, "DELETE", "/v1/memory/x")
+        for value in odd:
+            filters = {"query": "q", "memory": [{"name": "m", "filters": value}]}
+            self.assertLess(call(self.port, "POST", "/v1/memory/retrieve", filters).status, 500, value)
+        for method, path in (("GET", "/v1/memory/%00/documents"), ("DELETE", "/v1/memory/%C0%AF/documents/x"),
+                             ("DELETE", "/v1/memory/m/documents/%2F")):
+            self.assertEqual(call(self.port, method, path).status, 404, path)
+
+
 class BoundsTest(Base):
     settings = {"memory_processing_seconds": 0, "max_memories": 1, "max_documents": 1, "max_memory_bytes": 20,
                 "max_body_bytes": 4096}
