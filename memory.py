@@ -87,6 +87,7 @@ _EXTENSION_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv"
                     ".json": "application/json", ".txt": "text/plain", ".html": "text/html", ".htm": "text/html"}
 
 _WORD_RE = re.compile(r"\w+")
+_SPACE_RE = re.compile(r"\s+")
 _BREAKS = ("\n\n", "\n", ". ", "! ", "? ", "; ", ", ", " ")
 """Where ``chunk_text`` prefers to end a chunk, best first."""
 
@@ -161,11 +162,11 @@ def chunk_text(text: str, max_length: int, overlap: int) -> List[str]:
         chunks.append(text[start:end].strip())
         if end >= n:
             break
-        back = min(overlap, (end - start) // 2)
-        next_start = end - back
-        if back:
-            space = next((i for i in range(next_start, end) if text[i].isspace()), None)
-            next_start = space + 1 if space is not None and text[next_start - 1:next_start].strip() else next_start
+        next_start = end - min(overlap, (end - start) // 2)
+        if next_start < end and not text[next_start - 1].isspace():  # mid-word: go to the next word
+            space = _SPACE_RE.search(text, next_start, end)
+            if space:
+                next_start = space.end()
         start = max(next_start, start + 1)
     return chunks
 
