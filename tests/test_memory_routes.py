@@ -220,7 +220,7 @@ class BoundsTest(Base):
 
 
 class StatusOverTimeTest(Base):
-    settings = {"memory_processing_seconds": 0.6}
+    settings = {"memory_processing_seconds": 1.2}  # queued 0.4 s, in_progress 0.8 s: room for a slow poll
 
     def test_status_queued_then_in_progress_then_completed(self):
         import time
