@@ -46,9 +46,10 @@ MAX_HEAD_BYTES = 64 * 1024
 """Largest request head (request line and headers) accepted; beyond it 431."""
 
 SERVER = "%s/%s" % (SERVICE, VERSION)
-CORS_ALLOW_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
+CORS_ALLOW_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
 CORS_ALLOW_HEADERS = ", ".join(
-    ["Content-Type", "Authorization", "LB-LLM-Key", "Cache-Control", "Last-Event-ID"]
+    ["Content-Type", "Authorization", "LB-LLM-Key", "LB-WEB-SEARCH-KEY", "LB-CRAWL-KEY", "Cache-Control",
+     "Last-Event-ID"]
     + ["X-Mock-" + "-".join(w.capitalize() for w in name.split("_")) for name in scenario.SETTINGS]
 )
 CORS_EXPOSE_HEADERS = "lb-thread-id, lb-request-id, lb-mock-seed, lb-mock-run-id"

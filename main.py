@@ -36,6 +36,7 @@ import formats
 import pipes
 from api import SERVICE, VERSION, App
 from http_handler import HttpConnection, Limits, refusal
+from memory import MemoryStore
 from pacer import Connection, Pacer
 import scenario
 import stores
@@ -64,8 +65,11 @@ class Settings:
     ``keep_alive_timeout`` (an idle connection between requests) and ``write_timeout`` (a
     client that stops reading its response), ``max_connections`` (open connections; more are
     answered 503), ``max_reply_chars`` (a reply's length after its variables are filled in),
-    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and ``max_messages`` (store bounds), ``max_pipes`` and
-    ``max_pipe_bytes`` (the pipe store's bounds: pipes, bytes of their configurations as JSON), ``log_level`` (logging level name),
+    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and
+    ``max_messages`` (store bounds), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
+    bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how long an uploaded memory document takes to go from
+    ``queued`` to ``completed``), ``max_memories``, ``max_documents`` and ``max_memory_bytes``
+    (memory store bounds: memories, documents over all memories, uploaded bytes), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
     server-wide layer between the built-in defaults and a request's ``X-Mock-*`` headers).
     """
@@ -91,6 +95,10 @@ class Settings:
     max_messages: int = 10_000
     max_pipes: int = 1000
     max_pipe_bytes: int = 16 * 1024 * 1024
+    memory_processing_seconds: float = 1.5
+    max_memories: int = 100
+    max_documents: int = 1000
+    max_memory_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
     mock: Tuple[Tuple[str, object], ...] = ()
 
@@ -253,6 +261,18 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     a("--max-pipe-bytes", type=_positive_int, default=default("LB_MOCK_MAX_PIPE_BYTES", str(16 << 20)),
       help="most bytes of pipe configuration (as JSON) kept in memory, all pipes together; more is "
            "403 USAGE_EXCEEDED (default 16777216) [LB_MOCK_MAX_PIPE_BYTES]")
+    a("--memory-processing-seconds", type=_non_negative_float,
+      default=default("LB_MOCK_MEMORY_PROCESSING_SECONDS", "1.5"),
+      help="seconds an uploaded memory document takes to go from queued (first third) through "
+           "in_progress to completed or failed (default 1.5; 0: at once) [LB_MOCK_MEMORY_PROCESSING_SECONDS]")
+    a("--max-memories", type=_positive_int, default=default("LB_MOCK_MAX_MEMORIES", "100"),
+      help="most memories kept (default 100) [LB_MOCK_MAX_MEMORIES]")
+    a("--max-documents", type=_positive_int, default=default("LB_MOCK_MAX_DOCUMENTS", "1000"),
+      help="most memory documents kept over all memories, pending uploads included (default 1000) "
+           "[LB_MOCK_MAX_DOCUMENTS]")
+    a("--max-memory-bytes", type=_positive_int, default=default("LB_MOCK_MAX_MEMORY_BYTES", str(64 << 20)),
+      help="most bytes of uploaded memory documents kept (default 67108864); one upload is also "
+           "bounded by --max-body-bytes [LB_MOCK_MAX_MEMORY_BYTES]")
     a("--mock", action="append", metavar="SETTING=VALUE",
       default=[p for p in default("LB_MOCK_SCENARIO", "").split(",") if p.strip()],
       help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
@@ -313,6 +333,10 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_messages=int(ns.max_messages),
         max_pipes=int(ns.max_pipes),
         max_pipe_bytes=int(ns.max_pipe_bytes),
+        memory_processing_seconds=float(ns.memory_processing_seconds),
+        max_memories=int(ns.max_memories),
+        max_documents=int(ns.max_documents),
+        max_memory_bytes=int(ns.max_memory_bytes),
         log_level=ns.log_level,
         mock=tuple(mock.items()),
     )
@@ -320,7 +344,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
 
 class Server(ThreadingHTTPServer):
     """The HTTP server: binds the listening socket and owns the settings, the application state
-    (``app``: thread store, run log, token buffer) and the event loop (``pacer``).
+    (``app``: thread store, run log, token buffer, ``app.memory``: the ``memory.MemoryStore``)
+    and the event loop (``pacer``).
 
     ``serve_forever`` runs the loop on the calling thread: the loop accepts every connection,
     reads requests without blocking, answers them and paces every stream, so a silent, slow or
@@ -355,6 +380,9 @@ class Server(ThreadingHTTPServer):
         self.app.pipes = stores.PipeStore(lambda: "pipe_" + new_id().replace("-", ""),
                                           settings.max_pipes, settings.max_pipe_bytes)
         self.app.traces = stores.TraceLog()
+        # The memory store rides on the App like the thread store (routes read ``app.memory``).
+        self.app.memory = MemoryStore(clock, settings.memory_processing_seconds, settings.max_memories,
+                                      settings.max_documents, settings.max_memory_bytes)
         self.store = self.app.store
         self.limits = Limits(settings.head_timeout, settings.body_timeout, settings.keep_alive_timeout,
                              settings.max_body_bytes)

@@ -430,7 +430,7 @@ class CorsTest(unittest.TestCase):
                 "Access-Control-Request-Headers": "content-type,authorization"})
         self.assertEqual(r.status, 204)
         self.assertEqual(r.header("Access-Control-Allow-Origin"), "*")
-        self.assertEqual(r.header("Access-Control-Allow-Methods"), "GET, HEAD, POST, DELETE, OPTIONS")
+        self.assertEqual(r.header("Access-Control-Allow-Methods"), "GET, HEAD, POST, PUT, DELETE, OPTIONS")
         allowed = r.header("Access-Control-Allow-Headers").split(", ")
         self.assertEqual(allowed[:3], ["Content-Type", "Authorization", "LB-LLM-Key"])
         self.assertIn("X-Mock-Line-Ending", allowed)

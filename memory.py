@@ -1,0 +1,612 @@
+"""Memory (Langbase's retrieval store) and the text utilities it is built from: the chunker,
+the lexical ranking, the hashed embeddings, metadata filters and text extraction.
+
+Job: keep memories and their documents in process memory and answer what the Langbase
+``/v1/memory``, ``/v1/chunker`` and ``/v1/embed`` endpoints answer, with no I/O: the routes
+(``routes/memory.py``, ``routes/tools.py``) parse HTTP and call this. It has its own room because
+it is a small search engine, not a chat concern: chunking, BM25 ranking, embedding vectors and
+filter evaluation are pure functions tested by value, and the store needs its own lock and
+bounds, independent of the thread store.
+
+Retrieval is real but lexical: each uploaded text document is split into chunks as
+``chunk_text`` does (the ``/v1/chunker`` algorithm, with the memory's ``chunk_size`` and
+``chunk_overlap``), and ``POST /v1/memory/retrieve`` ranks the chunks of completed documents by
+BM25 over lower-cased words (k1 = 1.2, b = 0.75), so the same query over the same documents
+always gives the same order. Document processing is simulated from timestamps: a document is
+``queued`` for the first third of ``processing_seconds`` after its upload, ``in_progress`` until
+``processing_seconds``, then ``completed`` (or ``failed`` when it is not a text format).
+
+Field names and shapes follow the Langbase API as the official SDKs type it (npm ``langbase``
+1.2.4 ``MemoryCreateResponse``, ``MemoryListResponse``, ``MemoryListDocResponse``,
+``MemoryRetrieveResponse``, ``MemoryFilters``; PyPI ``langbase`` 0.0.5 ``langbase/types.py``).
+Errors are ``threads.InvalidRequest`` (a bad field), ``threads.StoreFull`` (a bound), and this
+module's ``Missing`` and ``Exists``. Standard library only; no imports from the HTTP side.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import mimetypes
+import re
+import secrets
+import threading
+import zlib
+from html.parser import HTMLParser
+from typing import Any, Callable, Counter, Dict, List, Optional, Sequence, Tuple
+
+from threads import InvalidRequest, StoreFull
+
+__all__ = [
+    "EMBEDDING_DIMENSIONS", "DEFAULT_EMBEDDING_MODEL", "TEXT_TYPES", "Missing", "Exists", "MemoryStore",
+    "chunk_text", "check_chunking", "embed", "parse_embedding_model", "parse_filters", "filter_matches",
+    "bm25_rank", "words", "extract_text", "text_type", "check_name", "check_document_name", "check_meta",
+    "OWNER_LOGIN", "UPLOAD_URL_SECONDS",
+]
+
+EMBEDDING_DIMENSIONS: Dict[str, int] = {
+    "openai:text-embedding-3-large": 3072,
+    "cohere:embed-multilingual-v3.0": 1024,
+    "cohere:embed-multilingual-light-v3.0": 384,
+    "google:text-embedding-004": 768,
+}
+"""The embedding models the SDKs accept (their ``EmbeddingModels`` type), with the length of the
+vectors each real model returns; ``embed`` returns vectors of that length."""
+
+DEFAULT_EMBEDDING_MODEL = "openai:text-embedding-3-large"
+OWNER_LOGIN = "mock-user"
+"""The ``owner_login`` of every memory and document."""
+
+CHUNK_MAX_LENGTH = (1024, 30000)
+"""Allowed ``chunkMaxLength`` / ``chunk_size`` (characters, inclusive), as the SDKs document."""
+MIN_CHUNK_OVERLAP = 256
+"""Smallest ``chunkOverlap`` / ``chunk_overlap`` (characters), as the SDKs document."""
+MEMORY_DEFAULTS = {"top_k": 10, "chunk_size": 10000, "chunk_overlap": 2048}
+"""A new memory's settings when the request leaves them out."""
+RETRIEVE_TOP_K = (1, 100, 20)
+"""``topK`` of a retrieve: (minimum, maximum, default)."""
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""Memory names: 1-100 letters, digits, ``.``, ``_`` or ``-``, starting with a letter or digit
+(they appear in URL paths)."""
+MAX_DOCUMENT_NAME = 255
+MAX_META_ITEMS = 64
+MAX_META_CHARS = 1024
+MAX_FILTER_DEPTH = 8
+UPLOAD_URL_SECONDS = 600.0
+"""How long a signed upload URL is valid after ``POST /v1/memory/documents``."""
+
+TEXT_TYPES = {
+    "text/plain": "text", "text/markdown": "text", "text/x-markdown": "text", "text/csv": "text",
+    "application/json": "text", "text/html": "html", "application/xhtml+xml": "html",
+}
+"""Content types indexed (their text read as UTF-8; HTML reduced to its text); any other type is
+stored and ends ``failed``."""
+
+_EXTENSION_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv",
+                    ".json": "application/json", ".txt": "text/plain", ".html": "text/html", ".htm": "text/html"}
+
+_WORD_RE = re.compile(r"\w+")
+_SPACE_RE = re.compile(r"\s+")
+_BREAKS = ("\n\n", "\n", ". ", "! ", "? ", "; ", ", ", " ")
+"""Where ``chunk_text`` prefers to end a chunk, best first."""
+
+
+class Missing(LookupError):
+    """A named memory or document does not exist; ``message`` says which."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Exists(ValueError):
+    """A memory with that name exists already; ``message`` says which."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- text utilities ---------------------------------------------------------------------------
+
+
+def words(text: str) -> List[str]:
+    """The lower-cased words (Unicode ``\\w+`` runs) of ``text``, in order."""
+    return _WORD_RE.findall(text.lower())
+
+
+def check_chunking(max_length: Any, overlap: Any, names: Tuple[str, str] = ("chunkMaxLength", "chunkOverlap")) -> Tuple[int, int]:
+    """Validate a chunk length and overlap in characters: ``max_length`` in ``CHUNK_MAX_LENGTH``,
+    ``overlap`` at least ``MIN_CHUNK_OVERLAP`` and less than ``max_length``. ``names`` are the
+    request fields, for the message. Returns ``(max_length, overlap)``; raises
+    ``InvalidRequest``."""
+    low, high = CHUNK_MAX_LENGTH
+    if type(max_length) is not int or not low <= max_length <= high:
+        raise InvalidRequest("%s must be a whole number from %d to %d" % (names[0], low, high), names[0])
+    if type(overlap) is not int or not MIN_CHUNK_OVERLAP <= overlap < max_length:
+        raise InvalidRequest("%s must be a whole number >= %d and less than %s (%d)"
+                             % (names[1], MIN_CHUNK_OVERLAP, names[0], max_length), names[1])
+    return max_length, overlap
+
+
+def _break_point(text: str, start: int, end: int) -> int:
+    """Where to end a chunk of ``text[start:end]``: just after the best separator in its second
+    half, else ``end``."""
+    floor = start + (end - start) // 2
+    for sep in _BREAKS:
+        at = text.rfind(sep, floor, end)
+        if at >= 0:
+            return at + len(sep)
+    return end
+
+
+def chunk_text(text: str, max_length: int, overlap: int) -> List[str]:
+    """Split ``text`` into chunks of at most ``max_length`` characters, each ending at the best
+    boundary in its second half (a blank line, a line end, a sentence end, a space, else
+    anywhere); each chunk after the first starts at most ``overlap`` characters (and at most half
+    a chunk) before the previous one ended, at a word start. Chunks are stripped of surrounding
+    white space; white space alone gives no chunk. Returns the chunks in order (``[]`` for blank
+    text). Arguments are trusted (see ``check_chunking``)."""
+    chunks: List[str] = []
+    n = len(text)
+    start = 0
+    while start < n:
+        while start < n and text[start].isspace():
+            start += 1
+        if start >= n:
+            break
+        end = min(start + max_length, n)
+        if end < n:
+            end = _break_point(text, start, end)
+        chunks.append(text[start:end].strip())
+        if end >= n:
+            break
+        next_start = end - min(overlap, (end - start) // 2)
+        if next_start < end and not text[next_start - 1].isspace():  # mid-word: go to the next word
+            space = _SPACE_RE.search(text, next_start, end)
+            if space:
+                next_start = space.end()
+        start = max(next_start, start + 1)
+    return chunks
+
+
+def parse_embedding_model(value: Any, param: str = "embeddingModel") -> str:
+    """``value`` if it names a model of ``EMBEDDING_DIMENSIONS`` (``None``: the default).
+    Raises ``InvalidRequest`` listing the models."""
+    if value is None:
+        return DEFAULT_EMBEDDING_MODEL
+    if not isinstance(value, str) or value not in EMBEDDING_DIMENSIONS:
+        raise InvalidRequest("%s must be one of %s" % (param, ", ".join(EMBEDDING_DIMENSIONS)), param)
+    return value
+
+
+def embed(text: str, dimensions: int) -> List[float]:
+    """A deterministic embedding of ``text``: ``dimensions`` floats of unit length (L2, each
+    rounded to 6 decimals), counting hashed features into buckets: lower-cased words, pairs of
+    adjacent words, and character trigrams of the white-space-collapsed lower-cased text with
+    ``^``/``$`` marking its ends (white space alone gives the one feature ``^$``). Equal texts give equal vectors; texts sharing words and
+    spellings have a high cosine similarity. No model is run: the numbers mean nothing else.
+    Features are hashed with CRC-32 (``zlib.crc32``), stable across processes and fast."""
+    vector = [0.0] * dimensions
+    tokens = words(text)
+    flat = "^" + " ".join(text.lower().split()) + "$"
+    features = tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
+    features += [flat[i:i + 3] for i in range(max(1, len(flat) - 2))]  # blank text: "^$"
+    for feature, count in collections.Counter(features).items():
+        vector[zlib.crc32(feature.encode("utf-8", "surrogatepass")) % dimensions] += count
+    norm = math.sqrt(sum(v * v for v in vector))  # > 0: there is always a feature
+    return [round(v / norm, 6) for v in vector]
+
+
+class _TextOfHtml(HTMLParser):
+    """Collects the text of an HTML page, without scripts and styles, a line break per block."""
+
+    _SKIP = {"script", "style", "template", "noscript", "head"}
+    _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
+               "article", "header", "footer", "blockquote", "pre", "table", "ul", "ol", "title"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: List[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in self._SKIP:
+            self.skipping += 1
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+
+def text_type(content_type: Optional[str], file_name: str) -> str:
+    """The media type to index a file as: ``content_type`` (without parameters, lower-cased) when
+    given and not ``application/octet-stream``, else a guess from ``file_name``'s extension."""
+    if content_type and content_type != "application/octet-stream":
+        return content_type
+    ext = file_name[file_name.rfind("."):].lower() if "." in file_name else ""
+    return _EXTENSION_TYPES.get(ext) or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
+
+
+def extract_text(data: bytes, media_type: str) -> str:
+    """The text of a file of ``media_type``: UTF-8 (a BOM dropped) for ``TEXT_TYPES``, HTML
+    reduced to its text with ``html.parser`` (scripts and styles dropped, blank lines squeezed).
+
+    Raises ``ValueError`` with a sentence for users: the type is not a text format, or the bytes
+    are not UTF-8."""
+    kind = TEXT_TYPES.get(media_type)
+    if kind is None:
+        raise ValueError("The mock reads text files only (%s); this %s file is kept but not indexed."
+                         % (", ".join(sorted(set(TEXT_TYPES))), media_type))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError("The file is not valid UTF-8 text (byte %d)." % exc.start) from None
+    if kind == "html":
+        parser = _TextOfHtml()
+        parser.feed(text)
+        parser.close()
+        lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+        text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return text
+
+
+# --- filters and ranking ------------------------------------------------------------------------
+
+_OPERATORS = ("Eq", "NotEq", "In", "NotIn")
+_CONNECTIVES = ("And", "Or")
+_FILTER_SHAPE = "[field, 'Eq'|'NotEq'|'In'|'NotIn', value] or ['And'|'Or', [filters...]]"
+
+
+def parse_filters(value: Any, param: str = "filters", depth: int = 1) -> tuple:
+    """Validate Langbase memory ``filters`` (the SDKs' ``MemoryFilters``): a condition
+    ``[field, op, value]`` (``Eq``/``NotEq`` take a string, ``In``/``NotIn`` a string or an
+    array of strings) or ``[connective, [filters...]]`` (``And``/``Or``, at least one), nested at
+    most ``MAX_FILTER_DEPTH`` deep. Returns the filter as nested tuples (``In`` values as a
+    tuple); raises ``InvalidRequest`` naming the offending part."""
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidRequest("%s nests deeper than %d" % (param, MAX_FILTER_DEPTH), param)
+    if isinstance(value, list) and len(value) == 2 and value[0] in _CONNECTIVES:
+        parts = value[1]
+        if not isinstance(parts, list) or not parts:
+            raise InvalidRequest("%s[1] must be a non-empty array of filters" % param, param)
+        return (value[0], tuple(parse_filters(p, "%s[1][%d]" % (param, i), depth + 1) for i, p in enumerate(parts)))
+    if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) and value[1] in _OPERATORS):
+        raise InvalidRequest("%s must be %s" % (param, _FILTER_SHAPE), param)
+    field, op, operand = value
+    if op in ("Eq", "NotEq"):
+        if not isinstance(operand, str):
+            raise InvalidRequest("%s[2] must be a string for %s" % (param, op), param)
+        return (field, op, operand)
+    if isinstance(operand, str):
+        operand = [operand]
+    if not isinstance(operand, list) or not all(isinstance(v, str) for v in operand):
+        raise InvalidRequest("%s[2] must be a string or an array of strings for %s" % (param, op), param)
+    return (field, op, tuple(operand))
+
+
+def filter_matches(parsed: tuple, meta: Dict[str, str]) -> bool:
+    """Whether document metadata ``meta`` passes a filter from ``parse_filters``. A field the
+    document lacks fails ``Eq`` and ``In`` and passes ``NotEq`` and ``NotIn``."""
+    if len(parsed) == 2:
+        results = (filter_matches(p, meta) for p in parsed[1])
+        return all(results) if parsed[0] == "And" else any(results)
+    field, op, operand = parsed
+    value = meta.get(field)
+    if op == "Eq":
+        return value == operand
+    if op == "NotEq":
+        return value != operand
+    if op == "In":
+        return value in operand
+    return value not in operand
+
+
+def bm25_rank(query: str, documents: Sequence[Tuple[Counter[str], int]], k1: float = 1.2,
+              b: float = 0.75) -> List[float]:
+    """The Okapi BM25 score of ``query`` for each of ``documents`` (each ``(word counts,
+    length in words)``), the collection being ``documents`` itself; IDF is
+    ``ln(1 + (N - df + 0.5) / (df + 0.5))``, so it is never negative. Each distinct query word
+    counts once. Returns one float per document, 0.0 when no query word occurs in it."""
+    terms = sorted(set(words(query)))
+    count = len(documents)
+    if not count or not terms:
+        return [0.0] * count
+    average = sum(length for _, length in documents) / count or 1.0
+    idf = {}
+    for term in terms:
+        df = sum(1 for counts, _ in documents if term in counts)
+        idf[term] = math.log(1.0 + (count - df + 0.5) / (df + 0.5))
+    scores = []
+    for counts, length in documents:
+        score = 0.0
+        for term in terms:
+            tf = counts.get(term, 0)
+            if tf:
+                score += idf[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average))
+        scores.append(score)
+    return scores
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+class _Document:
+    __slots__ = ("name", "media_type", "size", "meta", "uploaded_at", "failure", "chunks")
+
+    def __init__(self, name: str, media_type: str, size: int, meta: Dict[str, str], uploaded_at: float,
+                 failure: Optional[str], chunks: List[Tuple[str, Counter[str], int]]) -> None:
+        self.name, self.media_type, self.size, self.meta = name, media_type, size, meta
+        self.uploaded_at, self.failure, self.chunks = uploaded_at, failure, chunks
+
+
+class _Memory:
+    __slots__ = ("name", "description", "embedding_model", "top_k", "chunk_size", "chunk_overlap", "documents")
+
+    def __init__(self, name: str, description: str, embedding_model: str, top_k: int, chunk_size: int,
+                 chunk_overlap: int) -> None:
+        self.name, self.description, self.embedding_model = name, description, embedding_model
+        self.top_k, self.chunk_size, self.chunk_overlap = top_k, chunk_size, chunk_overlap
+        self.documents: Dict[str, _Document] = {}
+
+
+def check_name(value: Any, param: str) -> str:
+    """A memory name (see ``NAME_RE``); raises ``InvalidRequest``."""
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise InvalidRequest("%s must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit"
+                             % param, param)
+    return value
+
+
+def check_document_name(value: Any, param: str) -> str:
+    """A document name: 1-255 characters, no ``/``, ``\\`` or control characters (it appears
+    in URL paths); raises ``InvalidRequest``."""
+    if (not isinstance(value, str) or not 0 < len(value) <= MAX_DOCUMENT_NAME
+            or re.search(r"[/\\\x00-\x1f\x7f]", value) or value.strip() != value):
+        raise InvalidRequest("%s must be 1-%d characters without '/', '\\', control characters or surrounding "
+                             "spaces" % (param, MAX_DOCUMENT_NAME), param)
+    return value
+
+
+def check_meta(value: Any, param: str = "meta") -> Dict[str, str]:
+    """Document metadata: an object of at most ``MAX_META_ITEMS`` string values, keys and
+    values at most ``MAX_META_CHARS`` characters (``None``: empty); raises ``InvalidRequest``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > MAX_META_ITEMS:
+        raise InvalidRequest("%s must be an object of at most %d string values" % (param, MAX_META_ITEMS), param)
+    for key, item in value.items():
+        if not isinstance(item, str) or len(item) > MAX_META_CHARS or len(key) > MAX_META_CHARS:
+            raise InvalidRequest("%s.%s must be a string of at most %d characters" % (param, key[:50], MAX_META_CHARS),
+                                 param)
+    return dict(value)
+
+
+class MemoryStore:
+    """Memories, their documents and pending signed uploads, in process memory.
+
+    Thread-safe: every public method takes the store's lock once and returns new objects.
+    ``clock`` gives wall-clock seconds (statuses are computed from it); ``processing_seconds``
+    is how long a document takes to become ``completed``; ``max_memories``, ``max_documents``
+    (over all memories, pending uploads included) and ``max_bytes`` (uploaded bytes over all
+    documents) bound it: past them ``StoreFull``, nothing changed. ``new_token`` makes the
+    unguessable part of a signed upload URL.
+    """
+
+    def __init__(self, clock: Callable[[], float], processing_seconds: float, max_memories: int,
+                 max_documents: int, max_bytes: int,
+                 new_token: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> None:
+        self._clock = clock
+        self._processing = processing_seconds
+        self.max_memories, self.max_documents, self.max_bytes = max_memories, max_documents, max_bytes
+        self._new_token = new_token
+        self._lock = threading.Lock()
+        self._memories: Dict[str, _Memory] = {}
+        self._uploads: "collections.OrderedDict[str, Tuple[str, str, Dict[str, str], float]]" = collections.OrderedDict()
+        self._documents = 0
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._memories)
+
+    def _memory(self, name: str) -> _Memory:
+        memory = self._memories.get(name)
+        if memory is None:
+            raise Missing("Memory %r not found." % name)
+        return memory
+
+    @staticmethod
+    def _public(memory: _Memory) -> Dict[str, Any]:
+        return {"name": memory.name, "description": memory.description, "owner_login": OWNER_LOGIN,
+                "url": "https://langbase.com/memorysets/%s/%s" % (OWNER_LOGIN, memory.name)}
+
+    def create(self, data: Dict[str, Any]) -> Dict[str, Any]:
+        """Create a memory from a ``POST /v1/memory`` body ``{name, description?,
+        embedding_model?, top_k?, chunk_size?, chunk_overlap?}``. Returns ``{name, description,
+        owner_login, url, chunk_size, chunk_overlap, embedding_model}``. Raises
+        ``InvalidRequest``, ``Exists`` or ``StoreFull``."""
+        name = check_name(data.get("name"), "name")
+        description = data.get("description")
+        if description is None:
+            description = ""
+        if not isinstance(description, str) or len(description) > 1000:
+            raise InvalidRequest("description must be a string of at most 1000 characters", "description")
+        model = parse_embedding_model(data.get("embedding_model"), "embedding_model")
+        top_k = data.get("top_k", MEMORY_DEFAULTS["top_k"])
+        if type(top_k) is not int or not RETRIEVE_TOP_K[0] <= top_k <= RETRIEVE_TOP_K[1]:
+            raise InvalidRequest("top_k must be a whole number from %d to %d" % RETRIEVE_TOP_K[:2], "top_k")
+        size, overlap = check_chunking(data.get("chunk_size", MEMORY_DEFAULTS["chunk_size"]),
+                                       data.get("chunk_overlap", MEMORY_DEFAULTS["chunk_overlap"]),
+                                       ("chunk_size", "chunk_overlap"))
+        with self._lock:
+            if name in self._memories:
+                raise Exists("A memory named %r exists already." % name)
+            if len(self._memories) >= self.max_memories:
+                raise StoreFull("The mock holds at most %d memories (--max-memories); delete one first."
+                                % self.max_memories)
+            memory = self._memories[name] = _Memory(name, description, model, top_k, size, overlap)
+            return dict(self._public(memory), chunk_size=size, chunk_overlap=overlap, embedding_model=model)
+
+    def list(self) -> List[Dict[str, Any]]:
+        """Every memory, oldest first: ``{name, description, owner_login, url, embedding_model,
+        embeddingModel}`` (the Python SDK types the snake-case name, the JS SDK the camel-case
+        one: both are sent)."""
+        with self._lock:
+            return [dict(self._public(m), embedding_model=m.embedding_model, embeddingModel=m.embedding_model)
+                    for m in self._memories.values()]
+
+    def delete(self, name: str) -> None:
+        """Delete a memory with its documents and pending uploads. Raises ``Missing``."""
+        with self._lock:
+            memory = self._memory(name)
+            self._documents -= len(memory.documents)
+            self._bytes -= sum(d.size for d in memory.documents.values())
+            del self._memories[name]
+            for token in [t for t, upload in self._uploads.items() if upload[0] == name]:
+                del self._uploads[token]
+                self._documents -= 1
+
+    def _expire_uploads(self, now: float) -> None:
+        for token in [t for t, upload in self._uploads.items() if upload[3] <= now]:
+            del self._uploads[token]
+            self._documents -= 1
+
+    def new_upload(self, memory_name: str, document_name: str, meta: Dict[str, str]) -> Tuple[str, float]:
+        """Reserve an upload of ``document_name`` into ``memory_name`` with ``meta`` (checked
+        by the caller). Returns ``(token, expires_at)``: the token is valid for
+        ``UPLOAD_URL_SECONDS`` and counts as a document until then. Raises ``Missing`` or
+        ``StoreFull``."""
+        with self._lock:
+            now = self._clock()
+            self._expire_uploads(now)
+            self._memory(memory_name)
+            if self._documents >= self.max_documents:
+                raise StoreFull("The mock holds at most %d documents, pending uploads included "
+                                "(--max-documents); delete one first." % self.max_documents)
+            token = self._new_token()
+            expires = now + UPLOAD_URL_SECONDS
+            self._uploads[token] = (memory_name, document_name, meta, expires)
+            self._documents += 1
+            return token, expires
+
+    def put_upload(self, token: str, data: bytes, content_type: Optional[str]) -> None:
+        """Store the file ``data`` PUT to a signed upload URL: text is extracted and chunked now
+        (with the memory's ``chunk_size`` and ``chunk_overlap``); a file that cannot be read
+        as text is kept and will end ``failed``. A document of the same name is replaced. The
+        token is then spent.
+
+        Raises ``Missing`` (unknown, spent or expired token; memory deleted since) or
+        ``StoreFull`` (``max_bytes``)."""
+        with self._lock:
+            now = self._clock()
+            self._expire_uploads(now)
+            upload = self._uploads.get(token)
+            if upload is None:
+                raise Missing("This upload URL is unknown, used or expired (they last %d seconds); "
+                              "ask POST /v1/memory/documents for a new one." % UPLOAD_URL_SECONDS)
+            memory_name, document_name, meta, _ = upload
+            memory = self._memory(memory_name)
+            old = memory.documents.get(document_name)
+            if self._bytes - (old.size if old else 0) + len(data) > self.max_bytes:
+                raise StoreFull("Storing %d more bytes would pass the %d bytes the mock keeps for documents "
+                                "(--max-memory-bytes); delete documents first." % (len(data), self.max_bytes))
+            media_type = text_type(content_type, document_name)
+            failure, chunks = None, []
+            try:
+                text = extract_text(data, media_type)
+                for piece in chunk_text(text, memory.chunk_size, memory.chunk_overlap):
+                    tokens = words(piece)
+                    chunks.append((piece, collections.Counter(tokens), len(tokens)))
+                if not chunks:
+                    failure = "The file holds no text to index."
+            except ValueError as exc:
+                failure = str(exc)
+            del self._uploads[token]
+            if old is not None:
+                self._documents -= 1
+                self._bytes -= old.size
+                del memory.documents[document_name]  # re-added last, as a new upload
+            memory.documents[document_name] = _Document(document_name, media_type, len(data), meta, now, failure, chunks)
+            self._bytes += len(data)
+
+    def _status(self, document: _Document, now: float) -> str:
+        elapsed = now - document.uploaded_at
+        if elapsed < self._processing / 3:
+            return "queued"
+        if elapsed < self._processing:
+            return "in_progress"
+        return "failed" if document.failure else "completed"
+
+    def list_documents(self, memory_name: str) -> List[Dict[str, Any]]:
+        """A memory's documents, in upload order: ``{name, status, status_message, metadata:
+        {size, type}, enabled, chunk_size, chunk_overlap, owner_login}``; ``status`` is
+        ``queued``, ``in_progress``, ``completed`` or ``failed`` (then ``status_message`` says
+        why; else it is null). Raises ``Missing``."""
+        with self._lock:
+            now = self._clock()
+            memory = self._memory(memory_name)
+            out = []
+            for doc in memory.documents.values():
+                status = self._status(doc, now)
+                out.append({"name": doc.name, "status": status,
+                            "status_message": doc.failure if status == "failed" else None,
+                            "metadata": {"size": doc.size, "type": doc.media_type}, "enabled": True,
+                            "chunk_size": memory.chunk_size, "chunk_overlap": memory.chunk_overlap,
+                            "owner_login": OWNER_LOGIN})
+            return out
+
+    def _document(self, memory_name: str, document_name: str) -> Tuple[_Memory, _Document]:
+        memory = self._memory(memory_name)
+        document = memory.documents.get(document_name)
+        if document is None:
+            raise Missing("Document %r not found in memory %r." % (document_name, memory_name))
+        return memory, document
+
+    def delete_document(self, memory_name: str, document_name: str) -> None:
+        """Delete one document. Raises ``Missing``."""
+        with self._lock:
+            memory, document = self._document(memory_name, document_name)
+            del memory.documents[document_name]
+            self._documents -= 1
+            self._bytes -= document.size
+
+    def retry_document(self, memory_name: str, document_name: str) -> None:
+        """Process a document again (its status restarts at ``queued``; a file that failed
+        fails again). Raises ``Missing``."""
+        with self._lock:
+            self._document(memory_name, document_name)[1].uploaded_at = self._clock()
+
+    def retrieve(self, query: str, selections: Sequence[Tuple[str, Optional[tuple]]], top_k: int) -> List[Dict[str, Any]]:
+        """The ``top_k`` chunks best matching ``query`` among the completed documents of the
+        memories in ``selections`` (``(memory name, parsed filter or None)``; the filter applies
+        to each document's metadata). Ranked by ``bm25_rank`` over those chunks; chunks sharing
+        no word with the query are left out; ties keep memory, document and chunk order.
+        Returns ``[{text, similarity, meta}]``: ``similarity`` is ``score / (score + 1)``
+        (0-1, 6 decimals), ``meta`` the document's metadata with ``documentName`` added unless
+        set. Raises ``Missing`` for an unknown memory."""
+        with self._lock:
+            now = self._clock()
+            candidates = []
+            for name, parsed in selections:
+                for doc in self._memory(name).documents.values():
+                    if self._status(doc, now) != "completed":
+                        continue
+                    meta = dict({"documentName": doc.name}, **doc.meta)
+                    if parsed is not None and not filter_matches(parsed, meta):
+                        continue
+                    candidates.extend((text, counts, length, meta) for text, counts, length in doc.chunks)
+        scores = bm25_rank(query, [(c[1], c[2]) for c in candidates])
+        order = sorted((i for i in range(len(candidates)) if scores[i] > 0), key=lambda i: -scores[i])[:top_k]
+        return [{"text": candidates[i][0], "similarity": round(scores[i] / (scores[i] + 1.0), 6),
+                 "meta": dict(candidates[i][3])} for i in order]
+

@@ -1,0 +1,248 @@
+"""Langbase utility routes: ``POST /v1/chunker``, ``/v1/embed``, ``/v1/parser``,
+``/v1/tools/web-search``, ``/v1/tools/crawl`` and ``/v1/images``, with the request and response
+shapes of the official SDKs (npm ``langbase`` 1.2.4: ``ChunkOptions``, ``EmbedOptions``,
+``ParseResponse``, ``ToolWebSearchOptions``, ``ToolCrawlOptions``, ``ImageGenerationResponse``;
+PyPI ``langbase`` 0.0.5 ``langbase/primitives/*.py``).
+
+Everything is offline and deterministic: chunks and vectors come from ``memory``; search and
+crawl results are made up from the request and say so in their text ("mock content"); images
+are a small PNG drawn from the prompt. Provider keys (``LB-WEB-SEARCH-KEY``, ``LB-CRAWL-KEY``,
+``LB-LLM-Key``, an ``apiKey`` body field) are accepted, never required, used, stored or echoed.
+Every route requires the bearer key rules of ``--api-key``; errors use Langbase's envelope.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import struct
+import zlib
+from email import policy
+from email.parser import BytesParser
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote, urlsplit
+
+import memory
+from api import App, BadRequest, JsonResponse, Request, Response, Route, object_body, route
+
+__all__ = ["ROUTES", "png", "parse_form"]
+
+MAX_EMBED_CHUNKS = 100
+MAX_EMBED_CHARS = 200_000
+"""Most characters over all chunks of one embed request (hashing them takes about 0.1 s)."""
+MAX_QUERY_CHARS = 2000
+MAX_RESULTS = 20
+MAX_URLS = 20
+MAX_URL_CHARS = 2048
+MAX_FORM_PARTS = 10
+IMAGE_SIDE = 64
+"""Width and height in pixels of every generated image, whatever size is asked for."""
+MAX_IMAGES = 4
+MOCK_NOTE = "(mock content: langbase-mock made this up offline; no web request was made.)"
+
+_DOMAIN_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+
+
+def _int_field(data: Dict[str, Any], name: str, low: int, high: int, default: Optional[int]) -> Optional[int]:
+    value = data.get(name)
+    if value is None:
+        return default
+    if type(value) is not int or not low <= value <= high:
+        raise BadRequest("%s must be a whole number from %d to %d." % (name, low, high), param=name)
+    return value
+
+
+def _text_field(data: Dict[str, Any], name: str, limit: int) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise BadRequest("%s must be a non-empty string of at most %d characters." % (name, limit), param=name)
+    return value
+
+
+def chunker(request: Request, app: App) -> Response:
+    """``POST /v1/chunker``: ``{content, chunkMaxLength?: 1024-30000 (default 1024),
+    chunkOverlap?: >= 256 and < chunkMaxLength (default 256)}`` → ``string[]`` (see
+    ``memory.chunk_text``)."""
+    data = object_body(request)
+    content = data.get("content")
+    if not isinstance(content, str):
+        raise BadRequest("content must be a string.", param="content")
+    max_length, overlap = memory.check_chunking(data.get("chunkMaxLength", 1024), data.get("chunkOverlap", 256))
+    return JsonResponse(200, memory.chunk_text(content, max_length, overlap))
+
+
+def embed(request: Request, app: App) -> Response:
+    """``POST /v1/embed``: ``{chunks: string[] (1-100, non-empty, at most ``MAX_EMBED_CHARS``
+    characters in all), embeddingModel?}`` → one
+    unit-length vector per chunk, as long as the named model's (``memory.EMBEDDING_DIMENSIONS``;
+    default ``openai:text-embedding-3-large``, 3072 numbers). See ``memory.embed``."""
+    data = object_body(request)
+    chunks = data.get("chunks")
+    if (not isinstance(chunks, list) or not 0 < len(chunks) <= MAX_EMBED_CHUNKS
+            or not all(isinstance(c, str) and c for c in chunks)):
+        raise BadRequest("chunks must be an array of 1-%d non-empty strings." % MAX_EMBED_CHUNKS, param="chunks")
+    if sum(len(c) for c in chunks) > MAX_EMBED_CHARS:
+        raise BadRequest("chunks hold more than %d characters in all; send fewer at a time." % MAX_EMBED_CHARS,
+                         param="chunks")
+    model = memory.parse_embedding_model(data.get("embeddingModel"))
+    dimensions = memory.EMBEDDING_DIMENSIONS[model]
+    return JsonResponse(200, [memory.embed(chunk, dimensions) for chunk in chunks])
+
+
+def parse_form(content_type: str, body: bytes) -> List[Tuple[str, Optional[str], str, bytes]]:
+    """The parts of a ``multipart/form-data`` body (RFC 7578), read with the ``email``
+    package: ``[(field name, file name or None, media type or None, bytes)]`` in order.
+    Raises ``BadRequest`` when the body is not such a form or has more than
+    ``MAX_FORM_PARTS`` parts."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise BadRequest("Send the document as multipart/form-data (fields 'document' and 'documentName').")
+    head = ("Content-Type: %s\r\nMIME-Version: 1.0\r\n\r\n" % content_type).encode("latin-1", "replace")
+    message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
+    if not message.is_multipart() or message.defects:
+        raise BadRequest("The multipart/form-data body is malformed (check its boundary).")
+    parts = []
+    for part in message.iter_parts():
+        if len(parts) == MAX_FORM_PARTS:
+            raise BadRequest("A form may have at most %d parts." % MAX_FORM_PARTS)
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise BadRequest("Every form part needs a Content-Disposition with a name.")
+        payload = part.get_payload(decode=True)
+        media_type = part.get_content_type() if part.get("Content-Type") else None
+        parts.append((name, part.get_filename(), media_type, payload if isinstance(payload, bytes) else b""))
+    return parts
+
+
+def parser(request: Request, app: App) -> Response:
+    """``POST /v1/parser``: a multipart form with a file part ``document`` and a field
+    ``documentName`` → ``{documentName, content}`` (the text of a txt, md, csv, json or html
+    file; see ``memory.extract_text``). Other formats are a 400 saying so."""
+    fields = parse_form(request.headers.get("Content-Type") or "", request.body)
+    document = next((p for p in fields if p[0] == "document"), None)
+    if document is None:
+        raise BadRequest("The form has no 'document' file part.", param="document")
+    named = next((p for p in fields if p[0] == "documentName"), None)
+    name = named[3].decode("utf-8", "replace") if named else (document[1] or "")
+    name = memory.check_document_name(name, "documentName") if name else "document"
+    media_type = memory.text_type(document[2], document[1] or name)
+    try:
+        content = memory.extract_text(document[3], media_type)
+    except ValueError as exc:
+        raise BadRequest(str(exc), param="document") from None
+    return JsonResponse(200, {"documentName": name, "content": content})
+
+
+def _slug(text: str) -> str:
+    return quote("-".join(memory.words(text))[:60] or "query", safe="-")
+
+
+def web_search(request: Request, app: App) -> Response:
+    """``POST /v1/tools/web-search``: ``{query, service?: "exa", totalResults?: 1-20 (default
+    5), domains?: host names}`` → ``[{url, content}]``, made up from the query (URLs cycle
+    through ``domains``, else ``example.com``) and marked as mock content."""
+    data = object_body(request)
+    query = _text_field(data, "query", MAX_QUERY_CHARS)
+    if data.get("service", "exa") != "exa":
+        raise BadRequest("service must be \"exa\".", param="service")
+    total = _int_field(data, "totalResults", 1, MAX_RESULTS, 5)
+    domains = data.get("domains") or ["example.com"]
+    if (not isinstance(domains, list) or len(domains) > MAX_RESULTS
+            or not all(isinstance(d, str) and _DOMAIN_RE.fullmatch(d) for d in domains)):
+        raise BadRequest("domains must be an array of at most %d host names, such as \"example.com\"."
+                         % MAX_RESULTS, param="domains")
+    slug = _slug(query)
+    return JsonResponse(200, [
+        {"url": "https://%s/mock-search/%s/%d" % (domains[i % len(domains)].lower(), slug, i + 1),
+         "content": "Result %d of %d for \"%s\". %s" % (i + 1, total, query, MOCK_NOTE)}
+        for i in range(total)
+    ])
+
+
+def crawl(request: Request, app: App) -> Response:
+    """``POST /v1/tools/crawl``: ``{url: string[] (1-20 http(s) URLs), maxPages?: 1-100,
+    service?: "spider"|"firecrawl"}`` → one ``{url, content}`` per URL, in order, its content
+    made up from the URL and marked as mock content."""
+    data = object_body(request)
+    urls = data.get("url")
+    if isinstance(urls, str):
+        urls = [urls]
+    if not isinstance(urls, list) or not 0 < len(urls) <= MAX_URLS or not all(_web_url(u) for u in urls):
+        raise BadRequest("url must be an array of 1-%d http(s) URLs of at most %d characters."
+                         % (MAX_URLS, MAX_URL_CHARS), param="url")
+    _int_field(data, "maxPages", 1, 100, None)
+    if data.get("service", "spider") not in ("spider", "firecrawl"):
+        raise BadRequest("service must be \"spider\" or \"firecrawl\".", param="service")
+    return JsonResponse(200, [
+        {"url": u, "content": "# %s\n\nThe page at %s, crawled offline. %s"
+         % (urlsplit(u).hostname, u, MOCK_NOTE)}
+        for u in urls
+    ])
+
+
+def _web_url(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > MAX_URL_CHARS or any(c.isspace() for c in value):
+        return False
+    try:
+        parts = urlsplit(value)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return False
+
+
+def png(width: int, height: int, pixel: Any) -> bytes:
+    """A truecolour 8-bit PNG (ISO/IEC 15948) of ``width`` x ``height`` pixels, where
+    ``pixel(x, y)`` returns ``(r, g, b)`` bytes values; written with ``struct`` and ``zlib``."""
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    rows = b"".join(b"\x00" + bytes(v for x in range(width) for v in pixel(x, y)) for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+
+def _image_url(seed: bytes) -> str:
+    """A data URL of a ``IMAGE_SIDE``-pixel square PNG: a gradient whose colours come from
+    ``seed``'s hash."""
+    r, g, b = hashlib.sha256(seed).digest()[:3]
+    image = png(IMAGE_SIDE, IMAGE_SIDE, lambda x, y: ((r + 3 * x) % 256, (g + 3 * y) % 256, b))
+    return "data:image/png;base64," + base64.b64encode(image).decode("ascii")
+
+
+def images(request: Request, app: App) -> Response:
+    """``POST /v1/images``: ``{prompt, model ("provider:model"), width?, height?, n?: 1-4,
+    ...}`` → ``{id, provider, model, object, created, choices: [{logprobs, finish_reason,
+    native_finish_reason, index, message: {role, content, images: [{type: "image_url",
+    image_url: {url: "data:image/png;base64,..."}, index}]}}], usage}``; the images are
+    ``IMAGE_SIDE``-pixel squares, the same for the same prompt, model and index."""
+    data = object_body(request)
+    prompt = _text_field(data, "prompt", 32000)
+    model = _text_field(data, "model", 200)
+    for name in ("width", "height"):
+        _int_field(data, name, 1, 8192, None)
+    count = _int_field(data, "n", 1, MAX_IMAGES, 1)
+    provider = model.split(":", 1)[0] if ":" in model else "langbase-mock"
+    pictures = [{"type": "image_url", "image_url": {"url": _image_url(("%s\0%s\0%d" % (model, prompt, i))
+                                                                      .encode("utf-8", "surrogatepass"))},
+                 "index": i} for i in range(count)]
+    prompt_tokens = len(memory.words(prompt))
+    return JsonResponse(200, {
+        "id": "gen-" + app.new_id(), "provider": provider, "model": model, "object": "chat.completion",
+        "created": int(app.clock()),
+        "choices": [{"logprobs": None, "finish_reason": "stop", "native_finish_reason": "stop", "index": 0,
+                     "message": {"role": "assistant", "content": "", "images": pictures}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens,
+                  "prompt_tokens_details": {"cached_tokens": 0},
+                  "completion_tokens_details": {"reasoning_tokens": 0, "image_tokens": 0}},
+    })
+
+
+ROUTES: List[Route] = [
+    route("POST", "/v1/chunker", chunker, auth=True),
+    route("POST", "/v1/embed", embed, auth=True),
+    route("POST", "/v1/parser", parser, auth=True),
+    route("POST", "/v1/tools/web-search", web_search, auth=True),
+    route("POST", "/v1/tools/crawl", crawl, auth=True),
+    route("POST", "/v1/images", images, auth=True),
+]
+"""The utility endpoints, Langbase's error envelope."""
