@@ -7,7 +7,8 @@ Job: render the same reply, with the same scenario shaping and faults, as
 - Lobe Chat's stream protocol (named ``text``/``tool_calls``/``stop``/``usage``/``error`` events,
   each with an ``id:``),
 - message-lifecycle events (``message-start``, ``message-chunk``, ``message-complete``, ``error``),
-- a browser ``EventSource`` stream (OpenAI chunks with ``id:`` and ``retry:``, resumable),
+- a browser ``EventSource`` stream (JSON object data messages, or OpenAI chunks, with ``id:``
+  and ``retry:``, resumable),
 - resumable token streams (``data: {"token": ...}`` … ``data: __END__``) fed from a bounded
   in-process buffer of generations (``TokenBroker``) that many subscribers can read.
 
@@ -48,6 +49,7 @@ __all__ = [
     "OpenAIChunkEncoder",
     "LobeEncoder",
     "LifecycleEncoder",
+    "EventMessageEncoder",
     "EventSourceEncoder",
     "TokenEncoder",
     "Generation",
@@ -219,33 +221,61 @@ class LifecycleEncoder:
                             event="error")
 
 
-class EventSourceEncoder(ChunkEncoder):
-    """OpenAI chunks for a browser ``EventSource`` (``GET /api/events``): every event has an
-    ``id:`` (1, 2, 3, … with ``[DONE]`` last) and the first one sent carries ``retry:``.
+class EventMessageEncoder:
+    """Data messages as a JSON object each, for ``EventSource`` clients that ``JSON.parse``
+    every ``event.data`` (``GET /events``, ``GET /hello``): ``{"event": "token", "data":
+    "<text piece>"}`` per piece, then ``{"event": "finish", "data": "<finish_reason>", "usage":
+    {"prompt_tokens", "completion_tokens", "total_tokens"}}``; no end sentinel (the server
+    closes the stream). The in-band error is ``{"event": "error", "data": "<message>", "code",
+    "status"}``. Text replies only."""
+
+    done = None
+
+    def events(self, reply: Reply) -> Iterator[Event]:
+        """The reply's events without ``Start`` (the messages carry text from the first)."""
+        return (e for e in reply_events(reply) if type(e) is not Start)
+
+    def encode(self, event: Event) -> bytes:
+        if type(event) is TextDelta:
+            return encode_event(dumps_compact({"event": "token", "data": event.content}))
+        if type(event) is Finish:
+            return encode_event(dumps_compact({"event": "finish", "data": event.finish_reason,
+                                               "usage": event.usage.as_dict()}))
+        raise TypeError("EventSource data messages have no event for %r" % (event,))
+
+    def error(self, status: int, code: str, message: str) -> bytes:
+        return encode_event(dumps_compact({"event": "error", "data": message, "code": code, "status": status}))
+
+
+class EventSourceEncoder:
+    """A browser ``EventSource`` stream (``GET /events``, ``/hello``, ``/api/events``): the
+    events of a ``payload`` encoder (``EventMessageEncoder``, or ``pipes.ChunkEncoder`` for
+    OpenAI chunks ending in ``data: [DONE]``), each with an ``id:`` (1, 2, 3, …, the payload's
+    end sentinel included) and the first one sent with ``retry:`` (milliseconds). The in-band
+    error event has no id.
 
     ``after`` is the ``Last-Event-ID`` a reconnecting browser sent: ``events`` then skips the
-    events up to it, so the stream resumes where it broke off. ``total`` is how many ids the
-    stream has (events plus ``[DONE]``): a browser that already has them all gets 204, which
-    tells ``EventSource`` to stop reconnecting.
+    events up to it, so the stream resumes where it broke off. ``total`` is how many ids a
+    full stream has: a browser that already has them all gets 204, which tells
+    ``EventSource`` to stop reconnecting (WHATWG HTML, "Server-sent events").
     """
 
-    def __init__(self, completion_id: str, created: int, model: str, retry_ms: int, after: int) -> None:
-        super().__init__(completion_id, created, model)
+    def __init__(self, payload: Any, retry_ms: int, after: int) -> None:
+        self._payload = payload
         self._retry_ms = retry_ms
         self._next_id = after + 1
         self._after = after
         self._first = True
 
     def events(self, reply: Reply) -> Iterator[Event]:
-        events = reply_events(reply)
+        events = self._payload.events(reply)
         for _ in range(self._after):
             next(events, None)
         return events
 
-    @staticmethod
-    def total(reply: Reply) -> int:
-        """Ids in a full stream of ``reply``: its events and ``[DONE]``."""
-        return len(reply.pieces) + (3 if reply.text is not None else 4)
+    def total(self, reply: Reply) -> int:
+        """Ids in a full stream of ``reply``: its events and the end sentinel, if any."""
+        return sum(1 for _ in self._payload.events(reply)) + (self._payload.done is not None)
 
     def _framed(self, frame: bytes) -> bytes:
         head = b"id: %d\n" % self._next_id
@@ -256,11 +286,15 @@ class EventSourceEncoder(ChunkEncoder):
         return head + frame
 
     def encode(self, event: Event) -> bytes:
-        return self._framed(super().encode(event))
+        return self._framed(self._payload.encode(event))
+
+    def error(self, status: int, code: str, message: str) -> bytes:
+        return self._payload.error(status, code, message)
 
     @property
-    def done(self) -> bytes:  # type: ignore[override]
-        return self._framed(ChunkEncoder.done)
+    def done(self) -> Optional[bytes]:
+        done = self._payload.done
+        return None if done is None else self._framed(done)
 
 
 class TokenEncoder:

@@ -1,6 +1,6 @@
 """Routes of the other chat backends the mock stands in for, each in its own wire format:
 Lobe Chat (``POST /api/chat``, named events), the message lifecycle (``POST /api/stream``),
-``EventSource`` streams (``GET /api/events``) and resumable token streams (``POST
+``EventSource`` streams (``GET /events``, ``GET /hello``, ``GET /api/events``) and resumable token streams (``POST
 /api/generate``, ``GET /api/stream/{sessionId}/{chatMessageId}``). No auth; Lobe Chat's error
 body on its route, ``{"error": message}`` on the others (the encoders and parsers are in
 ``formats``)."""
@@ -51,27 +51,45 @@ def lifecycle(request: Request, app: App) -> Response:
     return runs.stream(run, encoder, encoder.events(run.reply))
 
 
-def events(request: Request, app: App) -> Response:
-    """``GET /api/events?prompt=…``: OpenAI chunks for ``EventSource``, with ``id:`` on
-    every event and ``retry:``; ``Last-Event-ID`` resumes after that event, and a stream
-    already delivered in full answers 204 so the browser stops reconnecting. Other query
-    parameters are scenario settings."""
+DEFAULT_PROMPT = "Hello!"
+"""The user message of an ``EventSource`` stream whose URL has no ``?prompt=``."""
+
+EVENTSOURCE_PAYLOADS = ("json", "openai")
+"""Values of the ``payload`` query parameter of the ``EventSource`` routes: ``json`` (one
+JSON object per data message, then the server closes) or ``openai`` (``chat.completion.chunk``
+objects, then ``data: [DONE]``)."""
+
+
+def events(request: Request, app: App, payload: str = "openai") -> Response:
+    """``GET /api/events``, ``GET /events``, ``GET /hello``: a reply for ``EventSource``,
+    with ``id:`` on every event and ``retry:`` on the first; ``Last-Event-ID`` resumes after
+    that event, and a stream already delivered in full answers 204 so the browser stops
+    reconnecting. Query parameters: ``prompt`` (the user message, default ``DEFAULT_PROMPT``),
+    ``payload`` (``EVENTSOURCE_PAYLOADS``; the route's own default otherwise), and scenario
+    settings."""
     query = request.query_params()
-    prompt = query.pop("prompt", [None])[-1]
-    if not prompt:
-        raise BadRequest("Add ?prompt=<text> to the URL.", param="prompt")
+    prompt = query.pop("prompt", [None])[-1] or DEFAULT_PROMPT
+    payload = query.pop("payload", [payload])[-1]
+    if payload not in EVENTSOURCE_PAYLOADS:
+        raise BadRequest("payload must be one of %s." % ", ".join(EVENTSOURCE_PAYLOADS), param="payload")
     after = last_event_id(request.headers.get("Last-Event-ID") or query.pop("lastEventId", [None])[-1])
     query.pop("lastEventId", None)
     layer = scenario.parse_layer({k: v[-1] for k, v in query.items()}, "query string", from_text=True)
     run_request = pipes.parse_run_request({"messages": [{"role": "user", "content": prompt}], "stream": True})
     run = runs.prepare(app, request, run_request, None, layers=[layer], wire="eventsource")
     runs.publish(app, run)
-    encoder = formats.EventSourceEncoder(run.reply.id, app.created, app.settings.model,
-                                         EVENTSOURCE_RETRY_MS, after)
+    inner = (formats.EventMessageEncoder() if payload == "json"
+             else pipes.ChunkEncoder(run.reply.id, app.created, app.settings.model))
+    encoder = formats.EventSourceEncoder(inner, EVENTSOURCE_RETRY_MS, after)
     if after >= encoder.total(run.reply):
         return EmptyResponse(204)
     run = run._replace(scenario=resumed(run.scenario, after))
     return runs.stream(run, encoder, encoder.events(run.reply))
+
+
+def event_messages(request: Request, app: App) -> Response:
+    """``GET /events``, ``GET /hello``: ``events`` with JSON object data messages by default."""
+    return events(request, app, payload="json")
 
 
 def generate(request: Request, app: App) -> Response:
@@ -140,6 +158,8 @@ ROUTES: List[Route] = [
     route("POST", "/api/chat", lobe_chat, "lobe"),
     route("POST", "/api/stream", lifecycle, "plain"),
     route("GET", "/api/events", events, "plain"),
+    route("GET", "/events", event_messages, "plain"),
+    route("GET", "/hello", event_messages, "plain"),
     route("POST", "/api/generate", generate, "plain"),
     route("GET", "/api/stream/{sessionId}/{chatMessageId}", token_stream, "plain"),
 ]
