@@ -24,6 +24,8 @@ Sans-I/O: no sockets, no sleeping; clocks come in as arguments. Must not import
 from __future__ import annotations
 
 import collections
+import datetime
+import json
 import threading
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -40,7 +42,7 @@ from pipes import (
     reply_events,
 )
 from sse import dumps_compact, encode_event
-from threads import ROLES, InvalidRequest, check_thread_id
+from threads import ROLES, InvalidRequest, check_thread_id, parse_messages
 
 __all__ = [
     "OPENAI_ERROR_TYPES",
@@ -60,6 +62,8 @@ __all__ = [
     "parse_lobe_chat",
     "parse_lifecycle",
     "parse_generate",
+    "check_client_id",
+    "timestamp_seconds",
 ]
 
 OPENAI_ERROR_TYPES = {
@@ -382,12 +386,65 @@ def parse_lobe_chat(body: Any) -> Tuple[RunRequest, Optional[str]]:
     return request, model
 
 
-def parse_lifecycle(body: Any) -> Tuple[RunRequest, Optional[str], Optional[str]]:
-    """Validate a message-lifecycle ``POST /api/stream`` body ``{messages: [{id, role,
-    content, timestamp}], model?, chatId?, systemPrompt?}``; ``systemPrompt`` becomes a first
-    system message. Returns ``(request, chat_id, model)``. Raises ``InvalidRequest``."""
+MAX_ID_CHARS = 256
+"""The longest client-chosen id (a message ``id``, a ``sessionId`` or ``chatMessageId``)."""
+
+
+def check_client_id(value: Any, param: str) -> str:
+    """Return ``value`` if it is an acceptable client-chosen id: a non-empty string of at most
+    ``MAX_ID_CHARS`` characters, with no ``/`` (so it fits one path segment) and no control
+    character. Any other character is fine (``user@example.com``, ``msg 1``, ``ü``).
+
+    Raises ``InvalidRequest`` naming ``param``."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest("%s must be a non-empty string" % param, param)
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRequest("%s must be at most %d characters" % (param, MAX_ID_CHARS), param)
+    if "/" in value or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise InvalidRequest("%s must not contain '/' or control characters" % param, param)
+    return value
+
+
+def timestamp_seconds(value: Any, param: str) -> int:
+    """Unix seconds (int) of a client message ``timestamp``: an ISO 8601 string (what
+    JavaScript's ``JSON.stringify(new Date())`` sends, ``2024-01-01T00:00:00.000Z``; no zone
+    means UTC) or a number of milliseconds since 1970 (``Date.now()``).
+
+    Raises ``InvalidRequest`` naming ``param``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 0 <= value <= _MAX_TIMESTAMP_MS:
+            return int(value // 1000)
+    elif isinstance(value, str) and len(value) <= 64:
+        text = value[:-1] + "+00:00" if value[-1:] in "Zz" and value else value
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.timezone.utc)
+            return int(moment.timestamp())
+    raise InvalidRequest("%s must be an ISO 8601 date-time string or milliseconds since 1970" % param, param)
+
+
+_MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+
+def parse_lifecycle(body: Any) -> Tuple[RunRequest, Optional[str], str, List[dict]]:
+    """Validate a message-lifecycle ``POST /api/stream`` body ``{messages: [{id?, role,
+    content, timestamp?}], model, chatId?, systemPrompt?}``; ``systemPrompt`` becomes a first
+    system message. Returns ``(request, chat_id, model, users)``: ``users`` are the user
+    messages to store, as ``threads.parse_messages`` dicts plus ``id`` (the client's, or None)
+    and ``created_at`` (Unix seconds from ``timestamp``, or None), with the ``timestamp`` as
+    sent kept in ``metadata["timestamp"]`` (a string).
+
+    Raises:
+        InvalidRequest: naming the first bad field.
+    """
     body = _require_object(body)
     model = _optional_string(body, "model")
+    if model is None:
+        raise InvalidRequest("model is required (a non-empty string, e.g. \"llama2\")", "model")
     chat_id = body.get("chatId")
     if chat_id is not None:
         check_thread_id(chat_id, "chatId")
@@ -395,7 +452,19 @@ def parse_lifecycle(body: Any) -> Tuple[RunRequest, Optional[str], Optional[str]
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise InvalidRequest("messages must be a non-empty array of {id, role, content, timestamp}", "messages")
     messages = ([{"role": "system", "content": system}] if system else []) + body["messages"]
-    return parse_run_request({"messages": messages}, roles=ROLES), chat_id, model
+    request = parse_run_request({"messages": messages}, roles=ROLES)
+    users = []
+    for i, (sent, parsed) in enumerate(zip(body["messages"], parse_messages(body["messages"]))):
+        where = "messages[%d]" % i
+        parsed["id"] = None if sent.get("id") is None else check_client_id(sent["id"], where + ".id")
+        parsed["created_at"] = None
+        stamp = sent.get("timestamp")
+        if stamp is not None:
+            parsed["created_at"] = timestamp_seconds(stamp, where + ".timestamp")
+            parsed["metadata"] = {"timestamp": stamp if isinstance(stamp, str) else json.dumps(stamp)}
+        if parsed["role"] == "user":
+            users.append(parsed)
+    return request, chat_id, model, users
 
 
 def parse_generate(body: Any) -> Tuple[RunRequest, Tuple[str, str]]:

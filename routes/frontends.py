@@ -37,18 +37,27 @@ def lobe_chat(request: Request, app: App) -> Response:
 
 
 def lifecycle(request: Request, app: App) -> Response:
-    """``POST /api/stream``: message-lifecycle events; with ``chatId`` the user messages
-    and the whole reply are stored in that thread."""
+    """``POST /api/stream``: message-lifecycle events under a fresh UUIDv4 ``messageId``.
+    With ``chatId``, the request's user messages are stored in that thread at once (keeping
+    their ``id`` and ``timestamp``; one whose id the thread has is not stored again), and the
+    reply under ``messageId`` once the stream has sent ``message-complete``
+    (``runs.store_reply_when_complete``)."""
     data = object_body(request)
-    run_request, chat_id, model = formats.parse_lifecycle(data)
+    run_request, chat_id, model, users = formats.parse_lifecycle(data)
     run_request = run_request._replace(stream=True, tools=[], tool_choice=None)
     run = runs.prepare(app, request, run_request, data.get("mock"), wire="lifecycle", model=model)
+    message_id = app.new_id()
+    run.record["message_id"] = message_id
     if chat_id is not None:
-        users = [m for m in run_request.messages if m["role"] == "user"]
-        runs.store_run(app, run, chat_id, users, create_missing=True)
+        run.record["thread_id"] = app.store.record_run(chat_id, users, create_missing=True, reserve=1,
+                                                       skip_known_ids=True)
     runs.publish(app, run)
-    encoder = formats.LifecycleEncoder("msg_" + run.reply.id[len("chatcmpl-"):])
-    return runs.stream(run, encoder, encoder.events(run.reply))
+    encoder = formats.LifecycleEncoder(message_id)
+    response = runs.stream(run, encoder, encoder.events(run.reply))
+    if chat_id is None:
+        return response
+    return runs.store_reply_when_complete(app, run, response, chat_id, dict(pipes.reply_message(run.reply),
+                                                                           id=message_id))
 
 
 DEFAULT_PROMPT = "Hello!"

@@ -127,8 +127,11 @@ class EncoderTest(unittest.TestCase):
             (formats.parse_chat_completion, {"model": "m", "messages": HI, "stream_options": {"include_usage": True}}, "stream_options"),
             (formats.parse_chat_completion, {"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
             (formats.parse_lobe_chat, {"model": "m"}, "messages"),
-            (formats.parse_lifecycle, {"messages": []}, "messages"),
-            (formats.parse_lifecycle, {"messages": HI, "chatId": "bad id"}, "chatId"),
+            (formats.parse_lifecycle, {"messages": HI}, "model"),
+            (formats.parse_lifecycle, {"model": "m", "messages": []}, "messages"),
+            (formats.parse_lifecycle, {"model": "m", "messages": HI, "chatId": "bad id"}, "chatId"),
+            (formats.parse_lifecycle, {"model": "m", "messages": [dict(HI[0], id=7)]}, "messages[0].id"),
+            (formats.parse_lifecycle, {"model": "m", "messages": [dict(HI[0], timestamp="soon")]}, "messages[0].timestamp"),
             (formats.parse_generate, {"chatMessageId": "m", "prompt": "x"}, "sessionId"),
             (formats.parse_generate, {"sessionId": "s", "chatMessageId": "m"}, "messages"),
         ]
@@ -205,8 +208,8 @@ class BadInputOverSocketTest(unittest.TestCase):
              None, lambda b: b["error"]["param"] == "messages[0].role"),
             ("POST", "/v1/chat/completions", b"[1]", None, lambda b: b["error"]["type"] == "invalid_request_error"),
             ("POST", "/api/chat", {"messages": "Hi"}, None, lambda b: b["errorType"] == "BadRequest"),
-            ("POST", "/api/stream", {"messages": HI, "chatId": "bad id"}, None, lambda b: "chatId" in b["error"]),
-            ("POST", "/api/stream", {"messages": HI, "systemPrompt": 3}, None, lambda b: "systemPrompt" in b["error"]),
+            ("POST", "/api/stream", {"model": "m", "messages": HI, "chatId": "bad id"}, None, lambda b: "chatId" in b["error"]),
+            ("POST", "/api/stream", {"model": "m", "messages": HI, "systemPrompt": 3}, None, lambda b: "systemPrompt" in b["error"]),
             ("POST", "/api/generate", {"chatMessageId": "m", "prompt": "x"}, None, lambda b: "sessionId" in b["error"]),
             ("POST", "/api/generate", {"sessionId": "s", "chatMessageId": "m"}, None, lambda b: "prompt" in b["error"]),
             ("POST", "/api/generate", {"sessionId": "s", "chatMessageId": "m", "prompt": "x", "mock": {"nope": 1}},
@@ -231,7 +234,7 @@ class NoSentinelFormatTest(unittest.TestCase):
         # Regression: the plain shaping path wrote Write(None) for formats with no [DONE]; on a
         # close-delimited (HTTP/1.0) body that reached send() and stopped the pacer.
         with RunningServer() as s:
-            for path, body in (("/api/chat", {"messages": HI}), ("/api/stream", {"messages": HI})):
+            for path, body in (("/api/chat", {"messages": HI}), ("/api/stream", {"model": "m", "messages": HI})):
                 with self.subTest(path=path), connect(s.port) as sock:
                     sock.sendall(request_bytes("POST", path, json.dumps(body).encode(), version="HTTP/1.0"))
                     raw = support.read_all(sock)
@@ -334,7 +337,7 @@ class LifecycleRouteTest(unittest.TestCase):
 
     def test_invalid_body_is_400_before_any_stream(self):
         with RunningServer() as s:
-            r = call(s.port, "POST", "/api/stream", {"messages": "Hi"})
+            r = call(s.port, "POST", "/api/stream", {"model": "m", "messages": "Hi"})
         self.assertEqual(r.status, 400)
         self.assertEqual(r.header("Content-Type"), "application/json")
         self.assertIn("messages", r.json()["error"])
@@ -483,7 +486,7 @@ class ScenarioOnEveryFormatTest(unittest.TestCase):
             ("POST", "/v1/pipes/run", {"stream": True, "messages": HI, "mock": mock}),
             ("POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": HI, "mock": mock}),
             ("POST", "/api/chat", {"messages": HI, "mock": mock}),
-            ("POST", "/api/stream", {"messages": HI, "mock": mock}),
+            ("POST", "/api/stream", {"model": "m", "messages": HI, "mock": mock}),
             ("GET", "/api/events?prompt=Hi&line_ending=crlf&fault=disconnect&fault_after=3", None),
         ]
         with RunningServer() as s:
