@@ -469,14 +469,14 @@ def parse_lifecycle(body: Any) -> Tuple[RunRequest, Optional[str], str, List[dic
 
 def parse_generate(body: Any) -> Tuple[RunRequest, Tuple[str, str]]:
     """Validate a token-stream ``POST /api/generate`` body ``{sessionId, chatMessageId,
-    messages | prompt}``. Returns ``(request, (session_id, chat_message_id))``. Raises
+    messages | prompt}`` (ids: ``check_client_id``). Returns ``(request, (session_id, chat_message_id))``. Raises
     ``InvalidRequest``."""
     body = _require_object(body)
     key = []
     for name in ("sessionId", "chatMessageId"):
         if body.get(name) is None:
             raise InvalidRequest("%s is required" % name, name)
-        key.append(check_thread_id(body[name], name))
+        key.append(check_client_id(body[name], name))
     if "messages" in body:
         request = parse_run_request({"messages": body["messages"]}, roles=OPENAI_ROLES)
     else:
@@ -583,6 +583,10 @@ class TokenBroker:
             self._items[key] = generation
             self.bytes += size
             return generation
+
+    def now(self) -> float:
+        """The broker's clock (monotonic seconds)."""
+        return self._clock()
 
     def get(self, key: Tuple[str, str]) -> Optional[Generation]:
         """The live generation for ``key``, or None (unknown or expired)."""

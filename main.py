@@ -63,7 +63,9 @@ class Settings:
     ``keep_alive_timeout`` (an idle connection between requests) and ``write_timeout`` (a
     client that stops reading its response), ``max_connections`` (open connections; more are
     answered 503), ``max_reply_chars`` (a reply's length after its variables are filled in),
-    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and ``max_messages`` (store bounds), ``log_level`` (logging level name),
+    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and ``max_messages`` (store bounds), ``token_wait`` (seconds a token-stream
+    subscriber that came before its generation waits for one before the mock generates the
+    reply itself, 0 to 600), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
     server-wide layer between the built-in defaults and a request's ``X-Mock-*`` headers).
     """
@@ -87,6 +89,7 @@ class Settings:
     max_run_log_bytes: int = 64 * 1024 * 1024
     max_threads: int = 100_000
     max_messages: int = 10_000
+    token_wait: float = 1.0
     log_level: str = "info"
     mock: Tuple[Tuple[str, object], ...] = ()
 
@@ -95,6 +98,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError("must be a number of seconds >= 0")
+    return value
+
+
+def _token_wait(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 600:
+        raise argparse.ArgumentTypeError("must be at most 600 seconds")
     return value
 
 
@@ -243,6 +253,10 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
     a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
       help="most messages per thread (default 10000) [LB_MOCK_MAX_MESSAGES]")
+    a("--token-wait", type=_token_wait, default=default("LB_MOCK_TOKEN_WAIT", "1"),
+      help="seconds a token-stream subscriber (GET /api/stream/{sessionId}/{chatMessageId}) that "
+           "comes before POST /api/generate waits for it; then the mock generates the reply itself "
+           "(default 1, at most 600) [LB_MOCK_TOKEN_WAIT]")
     a("--mock", action="append", metavar="SETTING=VALUE",
       default=[p for p in default("LB_MOCK_SCENARIO", "").split(",") if p.strip()],
       help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
@@ -301,6 +315,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_run_log_bytes=int(ns.max_run_log_bytes),
         max_threads=int(ns.max_threads),
         max_messages=int(ns.max_messages),
+        token_wait=float(ns.token_wait),
         log_level=ns.log_level,
         mock=tuple(mock.items()),
     )

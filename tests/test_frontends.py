@@ -156,5 +156,106 @@ class LifecyclePersistenceTest(unittest.TestCase):
             self.assertEqual(call(s.port, "GET", "/v1/threads/chat-8").status, 404)
 
 
+
+class SubscribeFirstTokenStreamTest(unittest.TestCase):
+    """``GET /api/stream/{sessionId}/{chatMessageId}`` before any ``POST /api/generate``."""
+
+    def tokens(self, body):
+        events = events_of(body)
+        self.assertEqual(events[-1], (None, None, "__END__"))
+        self.assertEqual([e[0] for e in events[:-1]], [str(i) for i in range(1, len(events))])
+        return [json.loads(e[2])["token"] for e in events[:-1]]
+
+    def test_subscriber_waits_for_a_later_publish(self):
+        with RunningServer(token_wait=10.0, delay=0.002) as s, connect(s.port) as sock:
+            started = time.monotonic()
+            sock.sendall(request_bytes("GET", "/api/stream/s1/m1"))
+            reader = ResponseReader(sock)
+            head = reader.read(head_only=True)
+            time.sleep(0.2)  # the subscriber is waiting; now the producer publishes
+            published = call(s.port, "POST", "/api/generate", {"sessionId": "s1", "chatMessageId": "m1", "prompt": "Hi"})
+            reader._take_until(b"data: __END__\n\n\r\n0\r\n\r\n")
+            elapsed = time.monotonic() - started
+            t = call(s.port, "GET", "/mock/runs/" + published.json()["runId"]).json()
+            again = call(s.port, "GET", "/api/stream/s1/m1")  # a late joiner replays the same tokens
+            runs = call(s.port, "GET", "/mock/runs").json()["runs"]
+        self.assertEqual(head.status, 200)
+        self.assertEqual(head.header("lb-mock-seed"), "0")
+        self.assertIsNone(head.header("lb-mock-run-id"))  # not known when the head went out
+        self.assertLess(elapsed, 5.0)  # it followed the publish, not the 10 s fallback
+        self.assertEqual(self.tokens(again.body), t["deltas"])
+        self.assertEqual(len(runs), 1)  # the mock generated nothing itself
+
+    def test_subscriber_alone_gets_a_generated_reply_from_the_seed_and_ids(self):
+        with RunningServer(token_wait=0.2) as s:
+            started = time.monotonic()
+            first = call(s.port, "GET", "/api/stream/s1/m1")
+            waited = time.monotonic() - started
+            late = call(s.port, "GET", "/api/stream/s1/m1")
+            resumed = call(s.port, "GET", "/api/stream/s1/m1", headers={"Last-Event-ID": "2"})
+            runs = call(s.port, "GET", "/mock/runs").json()["runs"]
+            t = call(s.port, "GET", "/mock/runs/" + runs[0]).json()
+            other = call(s.port, "GET", "/api/stream/s1/m3")
+        with RunningServer(token_wait=0.05) as s2:  # another server, the same seed: the same reply
+            same = call(s2.port, "GET", "/api/stream/s1/m1")
+        self.assertGreaterEqual(waited, 0.2)
+        tokens = self.tokens(first.body)
+        self.assertEqual(tokens, t["deltas"])
+        self.assertEqual((len(runs), t["format"]), (1, "tokens"))
+        self.assertEqual(self.tokens(late.body), tokens)
+        self.assertEqual(events_of(resumed.body), events_of(first.body)[2:])
+        self.assertEqual(same.body, first.body)
+        self.assertNotEqual(self.tokens(other.body), tokens)  # another message id, another reply
+
+    def test_two_waiting_subscribers_share_one_generated_reply(self):
+        with RunningServer(token_wait=0.2, delay=0.002) as s:
+            socks = [connect(s.port) for _ in range(2)]
+            try:
+                for sock in socks:
+                    sock.sendall(request_bytes("GET", "/api/stream/s1/m1", headers={"Connection": "close"}))
+                bodies = [ResponseReader(sock).read().body for sock in socks]
+            finally:
+                for sock in socks:
+                    sock.close()
+            runs = call(s.port, "GET", "/mock/runs").json()["runs"]
+            time.sleep(0.05)  # past the generation's last token (the loop may fire a timer a little early)
+            taken = call(s.port, "POST", "/api/generate", {"sessionId": "s1", "chatMessageId": "m1", "prompt": "x"})
+        self.assertEqual(bodies[0], bodies[1])
+        self.assertEqual(len(runs), 1)
+        self.assertEqual(taken.status, 202)  # the generated one has finished: a publish replaces it
+
+    def test_generated_reply_follows_the_subscriber_mock_headers(self):
+        with RunningServer(token_wait=0) as s:
+            failed = events_of(call(s.port, "GET", "/api/stream/s1/m1", headers={
+                "X-Mock-Fault": "error_frame", "X-Mock-Fault-After": "2"}).body)
+            bad = call(s.port, "GET", "/api/stream/s1/m2", headers={"X-Mock-Fault": "sometimes"})
+        self.assertEqual(len(failed), 3)
+        self.assertEqual(json.loads(failed[-1][2]), {"error": "Mock fault: in-band error after 2 events (fault=error_frame)."})
+        self.assertEqual(bad.status, 400)  # a bad setting is refused before any stream starts
+
+    def test_ids_are_any_bounded_path_safe_string(self):
+        session = "user@example.com"
+        message = "msg 1:ü"
+        with RunningServer(token_wait=5.0) as s:
+            published = call(s.port, "POST", "/api/generate", {"sessionId": session, "chatMessageId": message, "prompt": "Hi"})
+            path = published.json()["stream"]
+            via_path = call(s.port, "GET", path)
+            raw_at = call(s.port, "GET", "/api/stream/user@example.com/" + urllib.parse.quote(message))
+            bad = {p: call(s.port, "GET", p) for p in (
+                "/api/stream/s1/a%2Fb", "/api/stream/s1/a%00b", "/api/stream/s1/%FF", "/api/stream/s1/" + "x" * 257)}
+            bad_body = call(s.port, "POST", "/api/generate", {"sessionId": "a/b", "chatMessageId": "m", "prompt": "x"})
+            health = call(s.port, "GET", "/health").json()
+        self.assertEqual(published.status, 202)
+        self.assertEqual(path, "/api/stream/user@example.com/msg%201:%C3%BC")
+        self.assertEqual(via_path.body, raw_at.body)
+        self.assertTrue(via_path.body.endswith(b"data: __END__\n\n"))
+        for p, r in bad.items():
+            with self.subTest(path=p):
+                self.assertEqual(r.status, 400)
+                self.assertIn("chatMessageId", r.json()["error"])
+        self.assertEqual(bad_body.status, 400)
+        self.assertEqual(health["generations"], 1)  # nothing was started by a refused id
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,6 +1,7 @@
 """Configuration, banner, and the real process: startup, hang-ups, SIGTERM."""
 
 import contextlib
+import glob
 import io
 import json
 import os
@@ -113,8 +114,12 @@ class ExposureWarningTest(unittest.TestCase):
 
 class ReadmeTest(unittest.TestCase):
     def test_readme_documents_every_option(self):
-        with open(os.path.join(support.ROOT, "README.md"), encoding="utf-8") as f:
-            readme = f.read()
+        # README and the pages under docs/ together.
+        paths = [os.path.join(support.ROOT, "README.md")] + sorted(glob.glob(os.path.join(support.ROOT, "docs", "*.md")))
+        readme = ""
+        for path in paths:
+            with open(path, encoding="utf-8") as f:
+                readme += f.read()
         for action in main._build_parser({})._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":

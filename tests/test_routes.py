@@ -407,9 +407,9 @@ class OtherStylesTest(unittest.TestCase):
         stream = routes.dispatch(app, make_request("GET", "/api/stream/s1/m1"))
         self.assertIsInstance(stream, api.StreamResponse)
         self.assertTrue(plan_bytes(stream))
-        missing = routes.dispatch(app, make_request("GET", "/api/stream/s1/none"))
-        self.assertEqual(missing.status, 404)
-        self.assertIsInstance(missing.body["error"], str)
+        bad = routes.dispatch(app, make_request("GET", "/api/stream/s1/a%2Fb"))
+        self.assertEqual(bad.status, 400)
+        self.assertIsInstance(bad.body["error"], str)
 
 
 class DispatchNeverRaisesTest(unittest.TestCase):
