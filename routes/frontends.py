@@ -1,9 +1,9 @@
 """Routes of the other chat backends the mock stands in for, each in its own wire format:
 Lobe Chat (``POST /api/chat``, named events), the message lifecycle (``POST /api/stream``),
-``EventSource`` streams (``GET /events``, ``GET /hello``, ``GET /api/events``) and resumable token streams (``POST
-/api/generate``, ``GET /api/stream/{sessionId}/{chatMessageId}``). No auth; Lobe Chat's error
-body on its route, ``{"error": message}`` on the others (the encoders and parsers are in
-``formats``)."""
+``EventSource`` streams (``GET /events``, ``GET /hello``, ``GET /api/events``) and resumable
+token streams (``POST /api/generate``, ``GET /api/stream/{sessionId}/{chatMessageId}``). No
+auth; Lobe Chat's error body on its route, ``{"error": message}`` on the others (the encoders
+and parsers are in ``formats``)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import formats
 import pipes
 import runs
 import scenario
-from steps import Wait, Write
 from api import (
     App, BadRequest, Conflict, EmptyResponse, JsonResponse, Request, Response, Route, StreamResponse,
     UsageExceeded, object_body, route,
 )
+from steps import Wait, Write
 
 __all__ = ["ROUTES", "EVENTSOURCE_RETRY_MS"]
 
@@ -165,7 +165,8 @@ def token_stream(request: Request, app: App) -> Response:
     generation = app.tokens.get(key)
     if generation is not None:
         return follow(app, generation, after)
-    run_request = pipes.parse_run_request({"messages": [{"role": "user", "content": "%s/%s" % key}], "stream": True})
+    prompt = {"role": "user", "content": "%s/%s" % key}
+    run_request = pipes.parse_run_request({"messages": [prompt], "stream": True})
     run = runs.prepare(app, request, run_request, None, wire="tokens")
     sc = run.scenario
     return StreamResponse(wait_then_follow(app, key, run, after), [("lb-mock-seed", str(sc.seed))],
@@ -203,7 +204,8 @@ def follow(app: App, generation: formats.Generation, after: int) -> StreamRespon
                    generation.fault, generation.run_id, {},
                    [("lb-mock-seed", str(sc.seed)), ("lb-mock-run-id", generation.run_id)])
     deltas = (pipes.TextDelta(t) for t in generation.tokens[after:])
-    return runs.stream(run, formats.TokenEncoder(after), deltas, waits=iter(app.tokens.schedule(generation, after)))
+    waits = iter(app.tokens.schedule(generation, after))
+    return runs.stream(run, formats.TokenEncoder(after), deltas, waits=waits)
 
 
 def resumed(sc: scenario.Scenario, after: int) -> scenario.Scenario:
