@@ -7,7 +7,8 @@ Job: render the same reply, with the same scenario shaping and faults, as
 - Lobe Chat's stream protocol (named ``text``/``tool_calls``/``stop``/``usage``/``error`` events,
   each with an ``id:``),
 - message-lifecycle events (``message-start``, ``message-chunk``, ``message-complete``, ``error``),
-- a browser ``EventSource`` stream (OpenAI chunks with ``id:`` and ``retry:``, resumable),
+- a browser ``EventSource`` stream (JSON object data messages, or OpenAI chunks, with ``id:``
+  and ``retry:``, resumable),
 - resumable token streams (``data: {"token": ...}`` … ``data: __END__``) fed from a bounded
   in-process buffer of generations (``TokenBroker``) that many subscribers can read.
 
@@ -23,6 +24,8 @@ Sans-I/O: no sockets, no sleeping; clocks come in as arguments. Must not import
 from __future__ import annotations
 
 import collections
+import datetime
+import json
 import threading
 from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -39,7 +42,7 @@ from pipes import (
     reply_events,
 )
 from sse import dumps_compact, encode_event
-from threads import ROLES, InvalidRequest, check_thread_id
+from threads import ROLES, InvalidRequest, check_thread_id, parse_messages
 
 __all__ = [
     "OPENAI_ERROR_TYPES",
@@ -48,6 +51,7 @@ __all__ = [
     "OpenAIChunkEncoder",
     "LobeEncoder",
     "LifecycleEncoder",
+    "EventMessageEncoder",
     "EventSourceEncoder",
     "TokenEncoder",
     "Generation",
@@ -58,6 +62,8 @@ __all__ = [
     "parse_lobe_chat",
     "parse_lifecycle",
     "parse_generate",
+    "check_client_id",
+    "timestamp_seconds",
 ]
 
 OPENAI_ERROR_TYPES = {
@@ -219,33 +225,61 @@ class LifecycleEncoder:
                             event="error")
 
 
-class EventSourceEncoder(ChunkEncoder):
-    """OpenAI chunks for a browser ``EventSource`` (``GET /api/events``): every event has an
-    ``id:`` (1, 2, 3, … with ``[DONE]`` last) and the first one sent carries ``retry:``.
+class EventMessageEncoder:
+    """Data messages as a JSON object each, for ``EventSource`` clients that ``JSON.parse``
+    every ``event.data`` (``GET /events``, ``GET /hello``): ``{"event": "token", "data":
+    "<text piece>"}`` per piece, then ``{"event": "finish", "data": "<finish_reason>", "usage":
+    {"prompt_tokens", "completion_tokens", "total_tokens"}}``; no end sentinel (the server
+    closes the stream). The in-band error is ``{"event": "error", "data": "<message>", "code",
+    "status"}``. Text replies only."""
+
+    done = None
+
+    def events(self, reply: Reply) -> Iterator[Event]:
+        """The reply's events without ``Start`` (the messages carry text from the first)."""
+        return (e for e in reply_events(reply) if type(e) is not Start)
+
+    def encode(self, event: Event) -> bytes:
+        if type(event) is TextDelta:
+            return encode_event(dumps_compact({"event": "token", "data": event.content}))
+        if type(event) is Finish:
+            return encode_event(dumps_compact({"event": "finish", "data": event.finish_reason,
+                                               "usage": event.usage.as_dict()}))
+        raise TypeError("EventSource data messages have no event for %r" % (event,))
+
+    def error(self, status: int, code: str, message: str) -> bytes:
+        return encode_event(dumps_compact({"event": "error", "data": message, "code": code, "status": status}))
+
+
+class EventSourceEncoder:
+    """A browser ``EventSource`` stream (``GET /events``, ``/hello``, ``/api/events``): the
+    events of a ``payload`` encoder (``EventMessageEncoder``, or ``pipes.ChunkEncoder`` for
+    OpenAI chunks ending in ``data: [DONE]``), each with an ``id:`` (1, 2, 3, …, the payload's
+    end sentinel included) and the first one sent with ``retry:`` (milliseconds). The in-band
+    error event has no id.
 
     ``after`` is the ``Last-Event-ID`` a reconnecting browser sent: ``events`` then skips the
-    events up to it, so the stream resumes where it broke off. ``total`` is how many ids the
-    stream has (events plus ``[DONE]``): a browser that already has them all gets 204, which
-    tells ``EventSource`` to stop reconnecting.
+    events up to it, so the stream resumes where it broke off. ``total`` is how many ids a
+    full stream has: a browser that already has them all gets 204, which tells
+    ``EventSource`` to stop reconnecting (WHATWG HTML, "Server-sent events").
     """
 
-    def __init__(self, completion_id: str, created: int, model: str, retry_ms: int, after: int) -> None:
-        super().__init__(completion_id, created, model)
+    def __init__(self, payload: Any, retry_ms: int, after: int) -> None:
+        self._payload = payload
         self._retry_ms = retry_ms
         self._next_id = after + 1
         self._after = after
         self._first = True
 
     def events(self, reply: Reply) -> Iterator[Event]:
-        events = reply_events(reply)
+        events = self._payload.events(reply)
         for _ in range(self._after):
             next(events, None)
         return events
 
-    @staticmethod
-    def total(reply: Reply) -> int:
-        """Ids in a full stream of ``reply``: its events and ``[DONE]``."""
-        return len(reply.pieces) + (3 if reply.text is not None else 4)
+    def total(self, reply: Reply) -> int:
+        """Ids in a full stream of ``reply``: its events and the end sentinel, if any."""
+        return sum(1 for _ in self._payload.events(reply)) + (self._payload.done is not None)
 
     def _framed(self, frame: bytes) -> bytes:
         head = b"id: %d\n" % self._next_id
@@ -256,11 +290,15 @@ class EventSourceEncoder(ChunkEncoder):
         return head + frame
 
     def encode(self, event: Event) -> bytes:
-        return self._framed(super().encode(event))
+        return self._framed(self._payload.encode(event))
+
+    def error(self, status: int, code: str, message: str) -> bytes:
+        return self._payload.error(status, code, message)
 
     @property
-    def done(self) -> bytes:  # type: ignore[override]
-        return self._framed(ChunkEncoder.done)
+    def done(self) -> Optional[bytes]:
+        done = self._payload.done
+        return None if done is None else self._framed(done)
 
 
 class TokenEncoder:
@@ -348,12 +386,65 @@ def parse_lobe_chat(body: Any) -> Tuple[RunRequest, Optional[str]]:
     return request, model
 
 
-def parse_lifecycle(body: Any) -> Tuple[RunRequest, Optional[str], Optional[str]]:
-    """Validate a message-lifecycle ``POST /api/stream`` body ``{messages: [{id, role,
-    content, timestamp}], model?, chatId?, systemPrompt?}``; ``systemPrompt`` becomes a first
-    system message. Returns ``(request, chat_id, model)``. Raises ``InvalidRequest``."""
+MAX_ID_CHARS = 256
+"""The longest client-chosen id (a message ``id``, a ``sessionId`` or ``chatMessageId``)."""
+
+
+def check_client_id(value: Any, param: str) -> str:
+    """Return ``value`` if it is an acceptable client-chosen id: a non-empty string of at most
+    ``MAX_ID_CHARS`` characters, with no ``/`` (so it fits one path segment) and no control
+    character. Any other character is fine (``user@example.com``, ``msg 1``, ``ü``).
+
+    Raises ``InvalidRequest`` naming ``param``."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest("%s must be a non-empty string" % param, param)
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRequest("%s must be at most %d characters" % (param, MAX_ID_CHARS), param)
+    if "/" in value or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in value):
+        raise InvalidRequest("%s must not contain '/' or control characters" % param, param)
+    return value
+
+
+def timestamp_seconds(value: Any, param: str) -> int:
+    """Unix seconds (int) of a client message ``timestamp``: an ISO 8601 string (what
+    JavaScript's ``JSON.stringify(new Date())`` sends, ``2024-01-01T00:00:00.000Z``; no zone
+    means UTC) or a number of milliseconds since 1970 (``Date.now()``).
+
+    Raises ``InvalidRequest`` naming ``param``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 0 <= value <= _MAX_TIMESTAMP_MS:
+            return int(value // 1000)
+    elif isinstance(value, str) and len(value) <= 64:
+        text = value[:-1] + "+00:00" if value[-1:] in "Zz" and value else value
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=datetime.timezone.utc)
+            return int(moment.timestamp())
+    raise InvalidRequest("%s must be an ISO 8601 date-time string or milliseconds since 1970" % param, param)
+
+
+_MAX_TIMESTAMP_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+
+def parse_lifecycle(body: Any) -> Tuple[RunRequest, Optional[str], str, List[dict]]:
+    """Validate a message-lifecycle ``POST /api/stream`` body ``{messages: [{id?, role,
+    content, timestamp?}], model, chatId?, systemPrompt?}``; ``systemPrompt`` becomes a first
+    system message. Returns ``(request, chat_id, model, users)``: ``users`` are the user
+    messages to store, as ``threads.parse_messages`` dicts plus ``id`` (the client's, or None)
+    and ``created_at`` (Unix seconds from ``timestamp``, or None), with the ``timestamp`` as
+    sent kept in ``metadata["timestamp"]`` (a string).
+
+    Raises:
+        InvalidRequest: naming the first bad field.
+    """
     body = _require_object(body)
     model = _optional_string(body, "model")
+    if model is None:
+        raise InvalidRequest("model is required (a non-empty string, e.g. \"llama2\")", "model")
     chat_id = body.get("chatId")
     if chat_id is not None:
         check_thread_id(chat_id, "chatId")
@@ -361,19 +452,31 @@ def parse_lifecycle(body: Any) -> Tuple[RunRequest, Optional[str], Optional[str]
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         raise InvalidRequest("messages must be a non-empty array of {id, role, content, timestamp}", "messages")
     messages = ([{"role": "system", "content": system}] if system else []) + body["messages"]
-    return parse_run_request({"messages": messages}, roles=ROLES), chat_id, model
+    request = parse_run_request({"messages": messages}, roles=ROLES)
+    users = []
+    for i, (sent, parsed) in enumerate(zip(body["messages"], parse_messages(body["messages"]))):
+        where = "messages[%d]" % i
+        parsed["id"] = None if sent.get("id") is None else check_client_id(sent["id"], where + ".id")
+        parsed["created_at"] = None
+        stamp = sent.get("timestamp")
+        if stamp is not None:
+            parsed["created_at"] = timestamp_seconds(stamp, where + ".timestamp")
+            parsed["metadata"] = {"timestamp": stamp if isinstance(stamp, str) else json.dumps(stamp)}
+        if parsed["role"] == "user":
+            users.append(parsed)
+    return request, chat_id, model, users
 
 
 def parse_generate(body: Any) -> Tuple[RunRequest, Tuple[str, str]]:
     """Validate a token-stream ``POST /api/generate`` body ``{sessionId, chatMessageId,
-    messages | prompt}``. Returns ``(request, (session_id, chat_message_id))``. Raises
+    messages | prompt}`` (ids: ``check_client_id``). Returns ``(request, (session_id, chat_message_id))``. Raises
     ``InvalidRequest``."""
     body = _require_object(body)
     key = []
     for name in ("sessionId", "chatMessageId"):
         if body.get(name) is None:
             raise InvalidRequest("%s is required" % name, name)
-        key.append(check_thread_id(body[name], name))
+        key.append(check_client_id(body[name], name))
     if "messages" in body:
         request = parse_run_request({"messages": body["messages"]}, roles=OPENAI_ROLES)
     else:
@@ -480,6 +583,10 @@ class TokenBroker:
             self._items[key] = generation
             self.bytes += size
             return generation
+
+    def now(self) -> float:
+        """The broker's clock (monotonic seconds)."""
+        return self._clock()
 
     def get(self, key: Tuple[str, str]) -> Optional[Generation]:
         """The live generation for ``key``, or None (unknown or expired)."""

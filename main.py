@@ -67,9 +67,12 @@ class Settings:
     answered 503), ``max_reply_chars`` (a reply's length after its variables are filled in),
     ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and
     ``max_messages`` (store bounds), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
-    bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how long an uploaded memory document takes to go from
-    ``queued`` to ``completed``), ``max_memories``, ``max_documents`` and ``max_memory_bytes``
-    (memory store bounds: memories, documents over all memories, uploaded bytes), ``log_level`` (logging level name),
+    bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how
+    long an uploaded memory document takes to go from ``queued`` to ``completed``),
+    ``max_memories``, ``max_documents`` and ``max_memory_bytes`` (memory store bounds:
+    memories, documents over all memories, uploaded bytes), ``token_wait`` (seconds a
+    token-stream subscriber that came before its generation waits for one before the mock
+    generates the reply itself, 0 to 600), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
     server-wide layer between the built-in defaults and a request's ``X-Mock-*`` headers).
     """
@@ -99,6 +102,7 @@ class Settings:
     max_memories: int = 100
     max_documents: int = 1000
     max_memory_bytes: int = 64 * 1024 * 1024
+    token_wait: float = 1.0
     log_level: str = "info"
     mock: Tuple[Tuple[str, object], ...] = ()
 
@@ -107,6 +111,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError("must be a number of seconds >= 0")
+    return value
+
+
+def _token_wait(text: str) -> float:
+    value = _non_negative_float(text)
+    if value > 600:
+        raise argparse.ArgumentTypeError("must be at most 600 seconds")
     return value
 
 
@@ -273,6 +284,10 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     a("--max-memory-bytes", type=_positive_int, default=default("LB_MOCK_MAX_MEMORY_BYTES", str(64 << 20)),
       help="most bytes of uploaded memory documents kept (default 67108864); one upload is also "
            "bounded by --max-body-bytes [LB_MOCK_MAX_MEMORY_BYTES]")
+    a("--token-wait", type=_token_wait, default=default("LB_MOCK_TOKEN_WAIT", "1"),
+      help="seconds a token-stream subscriber (GET /api/stream/{sessionId}/{chatMessageId}) that "
+           "comes before POST /api/generate waits for it; then the mock generates the reply itself "
+           "(default 1, at most 600) [LB_MOCK_TOKEN_WAIT]")
     a("--mock", action="append", metavar="SETTING=VALUE",
       default=[p for p in default("LB_MOCK_SCENARIO", "").split(",") if p.strip()],
       help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
@@ -337,6 +352,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_memories=int(ns.max_memories),
         max_documents=int(ns.max_documents),
         max_memory_bytes=int(ns.max_memory_bytes),
+        token_wait=float(ns.token_wait),
         log_level=ns.log_level,
         mock=tuple(mock.items()),
     )

@@ -578,6 +578,11 @@ class ChunkEncoder:
         self._text_prefix = b'data: {"id":' + dumps_compact(completion_id).encode("utf-8") + parts[0]
         self._text_suffix = parts[1]
 
+    @staticmethod
+    def events(reply: Reply) -> Iterator[Event]:
+        """The events of ``reply`` this format sends: all of them (``reply_events``)."""
+        return reply_events(reply)
+
     def _template_key(self) -> Any:
         """What else, besides the class, created and model, shapes a text chunk's template."""
         return None

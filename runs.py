@@ -12,14 +12,18 @@ reply. It has its own room because that order is a rule of its own, shared by ev
 
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import pipes
 import scenario
+import threads
 from api import App, BadRequest, MockFault, Request, StreamResponse
 
-__all__ = ["Run", "prepare", "publish", "stream", "store_run"]
+__all__ = ["Run", "prepare", "publish", "stream", "store_run", "store_reply_when_complete"]
+
+log = logging.getLogger(__name__)
 
 
 class Run(NamedTuple):
@@ -118,3 +122,25 @@ def stream(run: Run, encoder: Any, events: Iterator[pipes.Event], waits: Optiona
     shaped = scenario.shape(events, encoder, sc, run.rng, run.fault, waits)
     return StreamResponse(scenario.reframe(shaped, sc, run.rng), list(headers) + run.headers,
                           sc.body, sc.content_type)
+
+
+def store_reply_when_complete(app: App, run: Run, response: StreamResponse, thread_id: str,
+                              message: dict) -> StreamResponse:
+    """``response`` with ``message`` (the reply, in ``threads.parse_messages`` shape with its
+    ``id``) stored in thread ``thread_id`` once the stream's last step is sent, as a chat
+    backend saves the assistant message after streaming completes. A stream that does not
+    complete stores nothing: one that ends in an in-band error (``fault=error_frame``), a
+    dropped connection (``fault=disconnect``) or a client that hangs up (the plan is dropped
+    unfinished). A store error then (the thread was deleted meanwhile, or filled up) is logged
+    and the stream is not disturbed."""
+
+    def plan() -> Iterator[Any]:
+        yield from response.plan
+        if run.fault and run.scenario.fault in ("error_frame", "disconnect"):
+            return
+        try:
+            app.store.append_new(thread_id, [message])
+        except (threads.ThreadNotFound, threads.StoreFull) as exc:
+            log.warning("the reply of run %s was not stored in thread %r: %s", run.run_id, thread_id, exc)
+
+    return response._replace(plan=plan())

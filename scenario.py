@@ -654,12 +654,12 @@ def _shaped(
     done = encoder.done
     if not fired:  # the fault point lies past the last event: it happens before the ending
         if kind == "corrupt":
-            done = _corrupt(done)
+            done = done and _corrupt(done)
         else:
             yield from fire(None)
             if kind != "stall":
                 return
-    if sc.ending == "no_done":
+    if sc.ending == "no_done" or done is None:  # None: a format without an end sentinel
         return
     if paced:
         yield Wait(0)

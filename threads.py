@@ -270,13 +270,14 @@ class ThreadStore:
 
     def _append(self, thread: _Thread, messages: List[dict], result: bool = True) -> List[dict]:
         # Caller holds the lock and has checked the bound. Returns copies of the stored
-        # messages when ``result`` is true (else an empty list).
+        # messages when ``result`` is true (else an empty list). A message may bring its own
+        # ``id`` and ``created_at``; otherwise they are made here.
         now = self._now()
         created = []
         for msg in messages:
             stored = {
-                "id": "msg_" + self._new_id().replace("-", ""),
-                "created_at": now,
+                "id": msg.get("id") or "msg_" + self._new_id().replace("-", ""),
+                "created_at": now if msg.get("created_at") is None else msg["created_at"],
                 "thread_id": thread.id,
             }
             for key in _MESSAGE_KEYS[3:]:
@@ -359,12 +360,16 @@ class ThreadStore:
             return _copy_json(self._get(thread_id).messages)
 
     def record_run(
-        self, thread_id: Optional[str], messages: List[dict], create_missing: bool
+        self, thread_id: Optional[str], messages: List[dict], create_missing: bool,
+        reserve: int = 0, skip_known_ids: bool = False,
     ) -> str:
         """Store a pipe run's messages (request messages, then the reply) in one atomic step.
 
         ``thread_id`` ``None`` creates a new thread with a fresh id; an unknown id is created
-        under that id when ``create_missing`` is true. Returns the thread id.
+        under that id when ``create_missing`` is true. ``reserve`` is how many more messages
+        must still fit afterwards (a reply stored later). With ``skip_known_ids``, a message
+        whose ``id`` the thread (or an earlier message of the call) already has is not stored
+        again, so re-sent history is idempotent. Returns the thread id.
 
         Raises:
             ThreadNotFound: the id is unknown and ``create_missing`` is false.
@@ -374,11 +379,37 @@ class ThreadStore:
             thread = self._threads.get(thread_id) if thread_id is not None else None
             if thread is None and thread_id is not None and not create_missing:
                 raise ThreadNotFound(thread_id)
-            self._check_room(thread, len(messages))
+            if skip_known_ids:
+                messages = self._unknown(thread, messages)
+            self._check_room(thread, len(messages) + reserve)
             if thread is None:
                 thread = self._new_thread(thread_id, {})
             self._append(thread, messages, result=False)
             return thread.id
+
+    def append_new(self, thread_id: str, messages: List[dict]) -> int:
+        """Append those of ``messages`` whose ``id`` the thread does not have yet (messages
+        without an id always), in order. Returns how many were stored.
+
+        Raises ``ThreadNotFound`` or ``StoreFull`` (nothing stored)."""
+        with self._lock:
+            thread = self._get(thread_id)
+            messages = self._unknown(thread, messages)
+            self._check_room(thread, len(messages))
+            self._append(thread, messages, result=False)
+            return len(messages)
+
+    @staticmethod
+    def _unknown(thread: Optional[_Thread], messages: List[dict]) -> List[dict]:
+        # Caller holds the lock. The messages whose id is new to the thread and to the list.
+        seen = {m["id"] for m in thread.messages} if thread else set()
+        out = []
+        for msg in messages:
+            if msg.get("id") is None or msg["id"] not in seen:
+                out.append(msg)
+                if msg.get("id") is not None:
+                    seen.add(msg["id"])
+        return out
 
 
 _MESSAGE_KEYS = (

@@ -1,24 +1,26 @@
 """Routes of the other chat backends the mock stands in for, each in its own wire format:
 Lobe Chat (``POST /api/chat``, named events), the message lifecycle (``POST /api/stream``),
-``EventSource`` streams (``GET /api/events``) and resumable token streams (``POST
-/api/generate``, ``GET /api/stream/{sessionId}/{chatMessageId}``). No auth; Lobe Chat's error
-body on its route, ``{"error": message}`` on the others (the encoders and parsers are in
-``formats``)."""
+``EventSource`` streams (``GET /events``, ``GET /hello``, ``GET /api/events``) and resumable
+token streams (``POST /api/generate``, ``GET /api/stream/{sessionId}/{chatMessageId}``). No
+auth; Lobe Chat's error body on its route, ``{"error": message}`` on the others (the encoders
+and parsers are in ``formats``)."""
 
 from __future__ import annotations
 
 import dataclasses
 import random
-from typing import List, Optional
+import urllib.parse
+from typing import Any, Iterator, List, Optional, Tuple
 
 import formats
 import pipes
 import runs
 import scenario
 from api import (
-    App, BadRequest, Conflict, EmptyResponse, JsonResponse, NotFound, Request, Response, Route,
+    App, BadRequest, Conflict, EmptyResponse, JsonResponse, Request, Response, Route, StreamResponse,
     UsageExceeded, object_body, route,
 )
+from steps import Wait, Write
 
 __all__ = ["ROUTES", "EVENTSOURCE_RETRY_MS"]
 
@@ -37,79 +39,173 @@ def lobe_chat(request: Request, app: App) -> Response:
 
 
 def lifecycle(request: Request, app: App) -> Response:
-    """``POST /api/stream``: message-lifecycle events; with ``chatId`` the user messages
-    and the whole reply are stored in that thread."""
+    """``POST /api/stream``: message-lifecycle events under a fresh UUIDv4 ``messageId``.
+    With ``chatId``, the request's user messages are stored in that thread at once (keeping
+    their ``id`` and ``timestamp``; one whose id the thread has is not stored again), and the
+    reply under ``messageId`` once the stream has sent ``message-complete``
+    (``runs.store_reply_when_complete``)."""
     data = object_body(request)
-    run_request, chat_id, model = formats.parse_lifecycle(data)
+    run_request, chat_id, model, users = formats.parse_lifecycle(data)
     run_request = run_request._replace(stream=True, tools=[], tool_choice=None)
     run = runs.prepare(app, request, run_request, data.get("mock"), wire="lifecycle", model=model)
+    message_id = app.new_id()
+    run.record["message_id"] = message_id
     if chat_id is not None:
-        users = [m for m in run_request.messages if m["role"] == "user"]
-        runs.store_run(app, run, chat_id, users, create_missing=True)
+        run.record["thread_id"] = app.store.record_run(chat_id, users, create_missing=True, reserve=1,
+                                                       skip_known_ids=True)
     runs.publish(app, run)
-    encoder = formats.LifecycleEncoder("msg_" + run.reply.id[len("chatcmpl-"):])
-    return runs.stream(run, encoder, encoder.events(run.reply))
+    encoder = formats.LifecycleEncoder(message_id)
+    response = runs.stream(run, encoder, encoder.events(run.reply))
+    if chat_id is None:
+        return response
+    return runs.store_reply_when_complete(app, run, response, chat_id, dict(pipes.reply_message(run.reply),
+                                                                           id=message_id))
 
 
-def events(request: Request, app: App) -> Response:
-    """``GET /api/events?prompt=…``: OpenAI chunks for ``EventSource``, with ``id:`` on
-    every event and ``retry:``; ``Last-Event-ID`` resumes after that event, and a stream
-    already delivered in full answers 204 so the browser stops reconnecting. Other query
-    parameters are scenario settings."""
+DEFAULT_PROMPT = "Hello!"
+"""The user message of an ``EventSource`` stream whose URL has no ``?prompt=``."""
+
+EVENTSOURCE_PAYLOADS = ("json", "openai")
+"""Values of the ``payload`` query parameter of the ``EventSource`` routes: ``json`` (one
+JSON object per data message, then the server closes) or ``openai`` (``chat.completion.chunk``
+objects, then ``data: [DONE]``)."""
+
+
+def events(request: Request, app: App, payload: str = "openai") -> Response:
+    """``GET /api/events``, ``GET /events``, ``GET /hello``: a reply for ``EventSource``,
+    with ``id:`` on every event and ``retry:`` on the first; ``Last-Event-ID`` resumes after
+    that event, and a stream already delivered in full answers 204 so the browser stops
+    reconnecting. Query parameters: ``prompt`` (the user message, default ``DEFAULT_PROMPT``),
+    ``payload`` (``EVENTSOURCE_PAYLOADS``; the route's own default otherwise), and scenario
+    settings."""
     query = request.query_params()
-    prompt = query.pop("prompt", [None])[-1]
-    if not prompt:
-        raise BadRequest("Add ?prompt=<text> to the URL.", param="prompt")
+    prompt = query.pop("prompt", [None])[-1] or DEFAULT_PROMPT
+    payload = query.pop("payload", [payload])[-1]
+    if payload not in EVENTSOURCE_PAYLOADS:
+        raise BadRequest("payload must be one of %s." % ", ".join(EVENTSOURCE_PAYLOADS), param="payload")
     after = last_event_id(request.headers.get("Last-Event-ID") or query.pop("lastEventId", [None])[-1])
     query.pop("lastEventId", None)
     layer = scenario.parse_layer({k: v[-1] for k, v in query.items()}, "query string", from_text=True)
     run_request = pipes.parse_run_request({"messages": [{"role": "user", "content": prompt}], "stream": True})
     run = runs.prepare(app, request, run_request, None, layers=[layer], wire="eventsource")
     runs.publish(app, run)
-    encoder = formats.EventSourceEncoder(run.reply.id, app.created, app.settings.model,
-                                         EVENTSOURCE_RETRY_MS, after)
+    inner = (formats.EventMessageEncoder() if payload == "json"
+             else pipes.ChunkEncoder(run.reply.id, app.created, app.settings.model))
+    encoder = formats.EventSourceEncoder(inner, EVENTSOURCE_RETRY_MS, after)
     if after >= encoder.total(run.reply):
         return EmptyResponse(204)
     run = run._replace(scenario=resumed(run.scenario, after))
     return runs.stream(run, encoder, encoder.events(run.reply))
 
 
+def event_messages(request: Request, app: App) -> Response:
+    """``GET /events``, ``GET /hello``: ``events`` with JSON object data messages by default."""
+    return events(request, app, payload="json")
+
+
 def generate(request: Request, app: App) -> Response:
     """``POST /api/generate``: start a generation for ``(sessionId, chatMessageId)`` in the
-    token buffer and return at once (202)."""
+    token buffer and return at once (202); subscribers already waiting for that key follow it."""
     data = object_body(request)
     run_request, key = formats.parse_generate(data)
     run_request = run_request._replace(stream=True, tools=[], tool_choice=None)
     run = runs.prepare(app, request, run_request, data.get("mock"), wire="tokens")
-    sc = run.scenario
     try:
-        app.tokens.start(key, run.reply.pieces, sc.ttft, sc.interval, run.run_id, sc, run.fault)
+        start_generation(app, key, run)
     except formats.GenerationExists:
         raise Conflict("A generation for session %r, message %r is already running." % key) from None
     except OverflowError:
-        raise UsageExceeded("The token buffer is full of generations still producing; wait for one to "
-                            "finish.") from None
-    runs.publish(app, run)
+        raise UsageExceeded(BUFFER_FULL) from None
     return JsonResponse(202, {"sessionId": key[0], "chatMessageId": key[1], "status": "started",
-                              "stream": "/api/stream/%s/%s" % key, "runId": run.run_id}, run.headers)
+                              "stream": stream_path(key), "runId": run.run_id}, run.headers)
+
+
+BUFFER_FULL = "The token buffer is full of generations still producing; wait for one to finish."
+
+POLL_SECONDS = 0.025
+"""How often a subscriber waiting for a generation looks for it (a timer on the event loop)."""
+
+
+def start_generation(app: App, key: Tuple[str, str], run: runs.Run) -> formats.Generation:
+    """Put ``run``'s reply in the token buffer under ``key``, starting now, and publish its
+    ground truth. Raises ``formats.GenerationExists`` or ``OverflowError`` (``TokenBroker.start``)."""
+    sc = run.scenario
+    generation = app.tokens.start(key, run.reply.pieces, sc.ttft, sc.interval, run.run_id, sc, run.fault)
+    runs.publish(app, run)
+    return generation
+
+
+def stream_path(key: Tuple[str, str]) -> str:
+    """The ``GET`` path of ``key``'s token stream, each id percent-encoded as one path segment."""
+    return "/api/stream/%s/%s" % tuple(urllib.parse.quote(k, safe="!$&'()*+,;=:@") for k in key)
+
+
+def path_id(request: Request, name: str) -> str:
+    """The percent-decoded path parameter ``name``, checked by ``formats.check_client_id``.
+    Raises ``BadRequest``."""
+    try:
+        value = urllib.parse.unquote(request.params[name], errors="strict")
+    except UnicodeDecodeError:
+        raise BadRequest("%s must be percent-encoded UTF-8." % name, param=name) from None
+    return formats.check_client_id(value, name)
 
 
 def token_stream(request: Request, app: App) -> Response:
     """``GET /api/stream/{sessionId}/{chatMessageId}``: the generation's tokens, from the
-    start (or after ``Last-Event-ID``), paced by when each token is produced."""
-    key = (request.params["sessionId"], request.params["chatMessageId"])
+    start (or after ``Last-Event-ID``), paced by when each token is produced.
+
+    A subscriber may come first: the stream then waits (``--token-wait`` seconds, polling the
+    buffer on the event loop) for a ``POST /api/generate`` of that key; if none comes, the mock
+    generates the reply itself, as if a producer had been asked with the user message
+    ``"<sessionId>/<chatMessageId>"`` (so it follows from the seed and the ids; ``X-Mock-*``
+    headers shape it). Such a response has ``lb-mock-seed`` but no ``lb-mock-run-id``: the run
+    is not known before it starts (``GET /mock/runs`` lists it)."""
+    key = (path_id(request, "sessionId"), path_id(request, "chatMessageId"))
+    after = last_event_id(request.headers.get("Last-Event-ID"))
+    generation = app.tokens.get(key)
+    if generation is not None:
+        return follow(app, generation, after)
+    prompt = {"role": "user", "content": "%s/%s" % key}
+    run_request = pipes.parse_run_request({"messages": [prompt], "stream": True})
+    run = runs.prepare(app, request, run_request, None, wire="tokens")
+    sc = run.scenario
+    return StreamResponse(wait_then_follow(app, key, run, after), [("lb-mock-seed", str(sc.seed))],
+                          sc.body, sc.content_type)
+
+
+def wait_then_follow(app: App, key: Tuple[str, str], run: runs.Run, after: int) -> Iterator[Any]:
+    """The plan of a subscriber that came before its generation: ``Wait`` steps until the
+    generation is in the buffer or ``token_wait`` has passed (then ``run`` is started as
+    that generation), then the generation's stream. A buffer full of generations still
+    producing ends the stream with the in-band error."""
     tokens = app.tokens
+    deadline = tokens.now() + app.settings.token_wait
     generation = tokens.get(key)
-    if generation is None:
-        raise NotFound("No generation for session %r, message %r (never started, or expired "
-                       "%d s after it finished)." % (key[0], key[1], tokens.ttl))
-    after = min(last_event_id(request.headers.get("Last-Event-ID")), len(generation.tokens))
+    while generation is None:
+        left = deadline - tokens.now()
+        if left <= 0:
+            try:
+                generation = start_generation(app, key, run)
+            except OverflowError:
+                yield Write(formats.TokenEncoder().error(403, "USAGE_EXCEEDED", BUFFER_FULL))
+                return
+            break
+        yield Wait(min(left, POLL_SECONDS))
+        generation = tokens.get(key)
+    yield from follow(app, generation, after).plan
+
+
+def follow(app: App, generation: formats.Generation, after: int) -> StreamResponse:
+    """A subscriber's stream of ``generation``, after ``after`` tokens, shaped by the
+    producer's scenario and paced by when each token is produced."""
+    after = min(after, len(generation.tokens))
     sc = resumed(generation.scenario, after)
     run = runs.Run(None, sc, random.Random("%s:%d" % (generation.run_id, after)), None,
                    generation.fault, generation.run_id, {},
                    [("lb-mock-seed", str(sc.seed)), ("lb-mock-run-id", generation.run_id)])
     deltas = (pipes.TextDelta(t) for t in generation.tokens[after:])
-    return runs.stream(run, formats.TokenEncoder(after), deltas, waits=iter(tokens.schedule(generation, after)))
+    waits = iter(app.tokens.schedule(generation, after))
+    return runs.stream(run, formats.TokenEncoder(after), deltas, waits=waits)
 
 
 def resumed(sc: scenario.Scenario, after: int) -> scenario.Scenario:
@@ -140,6 +236,8 @@ ROUTES: List[Route] = [
     route("POST", "/api/chat", lobe_chat, "lobe"),
     route("POST", "/api/stream", lifecycle, "plain"),
     route("GET", "/api/events", events, "plain"),
+    route("GET", "/events", event_messages, "plain"),
+    route("GET", "/hello", event_messages, "plain"),
     route("POST", "/api/generate", generate, "plain"),
     route("GET", "/api/stream/{sessionId}/{chatMessageId}", token_stream, "plain"),
 ]

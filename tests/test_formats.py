@@ -8,6 +8,7 @@ import unittest
 from tests import support
 from tests.support import RunningServer, call, connect, request_bytes
 import formats
+import pipes
 import scenario
 from pipes import Finish, Start, TextDelta, ToolCallDelta, Usage, parse_run_request, choose_reply
 from threads import InvalidRequest
@@ -95,14 +96,29 @@ class EncoderTest(unittest.TestCase):
 
     def test_eventsource_ids_retry_and_total(self):
         reply = choose_reply(parse_run_request({"messages": HI}), ("A b.",), 0)
-        self.assertEqual(formats.EventSourceEncoder.total(reply), 1 + 3 + 1 + 1)
-        enc = formats.EventSourceEncoder("c", 1, "m", 1000, after=2)
+        chunks = formats.EventSourceEncoder(pipes.ChunkEncoder("c", 1, "m"), 1000, after=0)
+        self.assertEqual(chunks.total(reply), 1 + 3 + 1 + 1)  # Start, 3 pieces, Finish, [DONE]
+        enc = formats.EventSourceEncoder(pipes.ChunkEncoder("c", 1, "m"), 1000, after=2)
         events = list(enc.events(reply))
         self.assertEqual(events[0], TextDelta(" b"))
         self.assertTrue(enc.encode(events[0]).startswith(b"id: 3\nretry: 1000\ndata: {"))
         self.assertTrue(enc.encode(events[1]).startswith(b"id: 4\ndata: {"))
         enc.encode(events[2])
         self.assertEqual(enc.done, b"id: 6\ndata: [DONE]\n\n")
+
+    def test_eventsource_json_messages_end_without_a_sentinel(self):
+        reply = choose_reply(parse_run_request({"messages": HI}), ("A b.",), 0)
+        enc = formats.EventSourceEncoder(formats.EventMessageEncoder(), 1000, after=0)
+        self.assertEqual(enc.total(reply), 3 + 1)  # 3 pieces, then the finish message
+        frames = b"".join(enc.encode(e) for e in enc.events(reply))
+        self.assertEqual(frames, b'id: 1\nretry: 1000\ndata: {"event":"token","data":"A"}\n\n'
+                                 b'id: 2\ndata: {"event":"token","data":" b"}\n\n'
+                                 b'id: 3\ndata: {"event":"token","data":"."}\n\n'
+                                 b'id: 4\ndata: {"event":"finish","data":"stop","usage":'
+                                 b'{"prompt_tokens":1,"completion_tokens":3,"total_tokens":4}}\n\n')
+        self.assertIsNone(enc.done)
+        self.assertEqual(enc.error(500, "X", "boom"),
+                         b'data: {"event":"error","data":"boom","code":"X","status":500}\n\n')
 
     def test_parsers_name_the_field(self):
         cases = [
@@ -111,8 +127,11 @@ class EncoderTest(unittest.TestCase):
             (formats.parse_chat_completion, {"model": "m", "messages": HI, "stream_options": {"include_usage": True}}, "stream_options"),
             (formats.parse_chat_completion, {"model": "m", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
             (formats.parse_lobe_chat, {"model": "m"}, "messages"),
-            (formats.parse_lifecycle, {"messages": []}, "messages"),
-            (formats.parse_lifecycle, {"messages": HI, "chatId": "bad id"}, "chatId"),
+            (formats.parse_lifecycle, {"messages": HI}, "model"),
+            (formats.parse_lifecycle, {"model": "m", "messages": []}, "messages"),
+            (formats.parse_lifecycle, {"model": "m", "messages": HI, "chatId": "bad id"}, "chatId"),
+            (formats.parse_lifecycle, {"model": "m", "messages": [dict(HI[0], id=7)]}, "messages[0].id"),
+            (formats.parse_lifecycle, {"model": "m", "messages": [dict(HI[0], timestamp="soon")]}, "messages[0].timestamp"),
             (formats.parse_generate, {"chatMessageId": "m", "prompt": "x"}, "sessionId"),
             (formats.parse_generate, {"sessionId": "s", "chatMessageId": "m"}, "messages"),
         ]
@@ -189,8 +208,8 @@ class BadInputOverSocketTest(unittest.TestCase):
              None, lambda b: b["error"]["param"] == "messages[0].role"),
             ("POST", "/v1/chat/completions", b"[1]", None, lambda b: b["error"]["type"] == "invalid_request_error"),
             ("POST", "/api/chat", {"messages": "Hi"}, None, lambda b: b["errorType"] == "BadRequest"),
-            ("POST", "/api/stream", {"messages": HI, "chatId": "bad id"}, None, lambda b: "chatId" in b["error"]),
-            ("POST", "/api/stream", {"messages": HI, "systemPrompt": 3}, None, lambda b: "systemPrompt" in b["error"]),
+            ("POST", "/api/stream", {"model": "m", "messages": HI, "chatId": "bad id"}, None, lambda b: "chatId" in b["error"]),
+            ("POST", "/api/stream", {"model": "m", "messages": HI, "systemPrompt": 3}, None, lambda b: "systemPrompt" in b["error"]),
             ("POST", "/api/generate", {"chatMessageId": "m", "prompt": "x"}, None, lambda b: "sessionId" in b["error"]),
             ("POST", "/api/generate", {"sessionId": "s", "chatMessageId": "m"}, None, lambda b: "prompt" in b["error"]),
             ("POST", "/api/generate", {"sessionId": "s", "chatMessageId": "m", "prompt": "x", "mock": {"nope": 1}},
@@ -215,7 +234,7 @@ class NoSentinelFormatTest(unittest.TestCase):
         # Regression: the plain shaping path wrote Write(None) for formats with no [DONE]; on a
         # close-delimited (HTTP/1.0) body that reached send() and stopped the pacer.
         with RunningServer() as s:
-            for path, body in (("/api/chat", {"messages": HI}), ("/api/stream", {"messages": HI})):
+            for path, body in (("/api/chat", {"messages": HI}), ("/api/stream", {"model": "m", "messages": HI})):
                 with self.subTest(path=path), connect(s.port) as sock:
                     sock.sendall(request_bytes("POST", path, json.dumps(body).encode(), version="HTTP/1.0"))
                     raw = support.read_all(sock)
@@ -318,7 +337,7 @@ class LifecycleRouteTest(unittest.TestCase):
 
     def test_invalid_body_is_400_before_any_stream(self):
         with RunningServer() as s:
-            r = call(s.port, "POST", "/api/stream", {"messages": "Hi"})
+            r = call(s.port, "POST", "/api/stream", {"model": "m", "messages": "Hi"})
         self.assertEqual(r.status, 400)
         self.assertEqual(r.header("Content-Type"), "application/json")
         self.assertIn("messages", r.json()["error"])
@@ -355,14 +374,60 @@ class EventSourceRouteTest(unittest.TestCase):
         self.assertTrue(body.startswith(b"id: 1\nretry: 1000\ndata: {"))
         self.assertEqual(body.count(b"retry:"), 1)
 
-    def test_prompt_required_and_query_settings_validated(self):
+    def test_default_prompt_and_query_settings_validated(self):
         with RunningServer() as s:
-            self.assertEqual(call(s.port, "GET", "/api/events").json(), {"error": "Add ?prompt=<text> to the URL."})
+            default = call(s.port, "GET", "/api/events")
+            self.assertEqual(truth(s, default)["text"], truth(s, call(s.port, "GET", "/api/events?prompt=Hello!"))["text"])
+            bad = call(s.port, "GET", "/api/events?payload=xml")
+            self.assertEqual((bad.status, bad.json()), (400, {"error": "payload must be one of json, openai."}))
             r = call(s.port, "GET", "/api/events?prompt=x&dealy=1")
             self.assertEqual(r.status, 400)
             self.assertIn("unknown setting 'dealy'", r.json()["error"])
             crlf = call(s.port, "GET", "/api/events?prompt=x&line_ending=crlf")
             self.assertIn(b"\r\n\r\n", crlf.body)
+
+
+class EventMessagesRouteTest(unittest.TestCase):
+    """``GET /events`` and ``GET /hello``: the Flask/EventSource design's request and stream."""
+
+    BRIEF_HEADERS = {"Accept": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive",
+                     "Authorization": "Bearer MY_TOKEN"}
+
+    def test_json_object_messages_then_close_without_a_sentinel(self):
+        with RunningServer() as s:
+            for path in ("/events", "/hello"):
+                with self.subTest(path=path):
+                    r = call(s.port, "GET", path, headers=self.BRIEF_HEADERS)
+                    self.assertEqual(r.status, 200)
+                    self.assertEqual(r.header("Content-Type"), "text/event-stream; charset=utf-8")
+                    events = events_of(r.body)
+                    messages = [json.loads(e[2]) for e in events]  # every data message is a JSON object
+                    t = truth(s, r)
+                    self.assertEqual([m["data"] for m in messages[:-1]], t["deltas"])
+                    self.assertEqual({m["event"] for m in messages[:-1]}, {"token"})
+                    self.assertEqual(messages[-1], {"event": "finish", "data": "stop", "usage": t["usage"]})
+                    self.assertEqual([e[0] for e in events], [str(i) for i in range(1, len(events) + 1)])
+                    self.assertNotIn(b"[DONE]", r.body)
+                    self.assertEqual(t["text"], truth(s, call(s.port, "GET", "/api/events?prompt=Hello!"))["text"])
+
+    def test_reconnect_after_the_end_is_204_and_resume_repeats_nothing(self):
+        with RunningServer() as s:
+            full = events_of(call(s.port, "GET", "/hello").body)
+            resumed = events_of(call(s.port, "GET", "/hello", headers={"Last-Event-ID": "3"}).body)
+            done = call(s.port, "GET", "/hello", headers={"Last-Event-ID": str(len(full))})
+        self.assertEqual(resumed, full[3:])
+        self.assertEqual(done.status, 204)
+
+    def test_payload_openai_and_prompt_in_the_query(self):
+        with RunningServer() as s:
+            r = call(s.port, "GET", "/events?payload=openai&prompt=Hi&line_ending=crlf")
+            self.assertEqual(r.body.replace(b"\r\n", b"\n"), call(s.port, "GET", "/api/events?prompt=Hi").body)
+            error = events_of(call(s.port, "GET", "/events?fault=error_frame&fault_after=2").body)
+        self.assertTrue(r.body.endswith(b"data: [DONE]\r\n\r\n"))
+        self.assertEqual(json.loads(error[-1][2]), {
+            "event": "error", "data": "Mock fault: in-band error after 2 events (fault=error_frame).",
+            "code": "INTERNAL_SERVER_ERROR", "status": 500})
+        self.assertIsNone(error[-1][0])  # no id: a reconnect resumes before the error
 
 
 class TokenStreamRouteTest(unittest.TestCase):
@@ -402,9 +467,6 @@ class TokenStreamRouteTest(unittest.TestCase):
             full = events_of(call(s.port, "GET", "/api/stream/s1/m1").body)
             resumed = events_of(call(s.port, "GET", "/api/stream/s1/m1", headers={"Last-Event-ID": "2"}).body)
             self.assertEqual(resumed, full[2:])
-            missing = call(s.port, "GET", "/api/stream/s1/nope")
-            self.assertEqual(missing.status, 404)
-            self.assertIn("No generation", missing.json()["error"])
             self.generate(s, chatMessageId="m2", mock={"fault": "error_frame", "fault_after": 2})
             failed = events_of(call(s.port, "GET", "/api/stream/s1/m2").body)
             self.assertEqual(json.loads(failed[-1][2]), {"error": "Mock fault: in-band error after 2 events (fault=error_frame)."})
@@ -421,7 +483,7 @@ class ScenarioOnEveryFormatTest(unittest.TestCase):
             ("POST", "/v1/pipes/run", {"stream": True, "messages": HI, "mock": mock}),
             ("POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": HI, "mock": mock}),
             ("POST", "/api/chat", {"messages": HI, "mock": mock}),
-            ("POST", "/api/stream", {"messages": HI, "mock": mock}),
+            ("POST", "/api/stream", {"model": "m", "messages": HI, "mock": mock}),
             ("GET", "/api/events?prompt=Hi&line_ending=crlf&fault=disconnect&fault_after=3", None),
         ]
         with RunningServer() as s:
@@ -437,6 +499,19 @@ class ScenarioOnEveryFormatTest(unittest.TestCase):
                     self.assertEqual(body.count(b"\r\n\r\n"), 3)
                     self.assertNotIn(b"\n", body.replace(b"\r\n", b""))
 
+
+    def test_formats_without_an_end_sentinel_end_cleanly_when_shaped(self):
+        # Lobe Chat, the message lifecycle and EventSource JSON messages have no [DONE]: a shaped
+        # stream (CRLF endings) ends after its last event with the chunked terminator.
+        requests = [("POST", "/api/chat", {"messages": HI}), ("POST", "/api/stream", {"model": "m", "messages": HI}),
+                    ("GET", "/events", None)]
+        with RunningServer() as s:
+            for method, path, body in requests:
+                with self.subTest(path=path):
+                    r = call(s.port, method, path, body, {"X-Mock-Line-Ending": "crlf"})
+                    self.assertTrue(r.raw_body.endswith(b"\r\n\r\n\r\n0\r\n\r\n"))
+                    self.assertEqual(len(events_of(r.body.replace(b"\r\n", b"\n"))), len(truth(s, r)["deltas"]) + 2
+                                     - (path == "/events"))
 
 if __name__ == "__main__":
     unittest.main()

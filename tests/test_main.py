@@ -76,6 +76,18 @@ class ParseArgsTest(unittest.TestCase):
         s = main.parse_args([], env={"LB_MOCK_SCENARIO": "event_ids=true, delay=0.5"})
         self.assertEqual(dict(s.mock), {"event_ids": True, "delay": 0.5})
 
+    def test_token_wait_flag_environment_and_bound(self):
+        self.assertEqual(main.parse_args([], env={}).token_wait, 1.0)
+        self.assertEqual(main.parse_args([], env={"LB_MOCK_TOKEN_WAIT": "0"}).token_wait, 0.0)
+        self.assertEqual(main.parse_args(["--token-wait", "2.5"], env={"LB_MOCK_TOKEN_WAIT": "0"}).token_wait, 2.5)
+        for value in ("601", "-1", "soon"):
+            with self.subTest(value=value):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as ctx:
+                    main.parse_args(["--token-wait", value], env={})
+                self.assertEqual(ctx.exception.code, 2)
+                self.assertIn("--token-wait", err.getvalue())
+
     def test_bad_mock_flag_exits_2_naming_the_setting(self):
         for argv, needle in ((["--mock", "dealy=1"], "unknown setting 'dealy'"),
                              (["--mock", "line_ending"], "SETTING=VALUE"),
@@ -94,7 +106,7 @@ class ParseArgsTest(unittest.TestCase):
             main.parse_args(["--help"], env={})
         for flag in ("--host", "--port", "--delay", "--seed", "--replies", "--strict-threads", "--api-key",
                      "--cors-origins", "--max-body-bytes", "--log-level", "--head-timeout", "--body-timeout",
-                     "--keep-alive-timeout", "--write-timeout", "--max-connections", "--mock"):
+                     "--keep-alive-timeout", "--write-timeout", "--max-connections", "--token-wait", "--mock"):
             self.assertIn(flag, out.getvalue())
 
 

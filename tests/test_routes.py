@@ -383,9 +383,9 @@ class OtherStylesTest(unittest.TestCase):
 
     def test_plain_style_routes(self):
         app = make_app()
-        missing = routes.dispatch(app, make_request("GET", "/api/events"))
-        self.assertEqual(missing.status, 400)
-        self.assertEqual(missing.body, {"error": "Add ?prompt=<text> to the URL."})
+        bad = routes.dispatch(app, make_request("GET", "/api/events", query="payload=xml"))
+        self.assertEqual(bad.status, 400)
+        self.assertEqual(bad.body, {"error": "payload must be one of json, openai."})
         stream = routes.frontends.events(make_request("GET", "/api/events", query="prompt=hi"), app)
         self.assertIsInstance(stream, api.StreamResponse)
         self.assertIn(b"retry: 1000", plan_bytes(stream))
@@ -411,9 +411,9 @@ class OtherStylesTest(unittest.TestCase):
         stream = routes.dispatch(app, make_request("GET", "/api/stream/s1/m1"))
         self.assertIsInstance(stream, api.StreamResponse)
         self.assertTrue(plan_bytes(stream))
-        missing = routes.dispatch(app, make_request("GET", "/api/stream/s1/none"))
-        self.assertEqual(missing.status, 404)
-        self.assertIsInstance(missing.body["error"], str)
+        bad = routes.dispatch(app, make_request("GET", "/api/stream/s1/a%2Fb"))
+        self.assertEqual(bad.status, 400)
+        self.assertIsInstance(bad.body["error"], str)
 
 
 class DispatchNeverRaisesTest(unittest.TestCase):

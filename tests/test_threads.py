@@ -68,6 +68,16 @@ class ThreadStoreTest(unittest.TestCase):
             s.record_run("other", [user("a")], create_missing=False)
         self.assertEqual(len(s), 1)
 
+    def test_client_ids_kept_known_ids_skipped_and_room_reserved(self):
+        st = store(max_messages=4)
+        a, b = dict(user("a"), id="m-a", created_at=5), dict(user("b"), id="m-b", created_at=None)
+        st.record_run("t", [a, a, b], create_missing=True, reserve=1, skip_known_ids=True)
+        self.assertEqual([(m["id"], m["created_at"]) for m in st.list_messages("t")], [("m-a", 5), ("m-b", 1700000000)])
+        self.assertEqual(st.append_new("t", [a, dict(user("c"), id=None)]), 1)  # m-a is known; no id: always new
+        with self.assertRaises(StoreFull):  # 3 stored + 1 new + 1 reserved > 4
+            st.record_run("t", [dict(user("d"), id="m-d")], create_missing=True, reserve=1, skip_known_ids=True)
+        self.assertEqual(len(st.list_messages("t")), 3)
+
     def test_bounds_refuse_without_writing(self):
         s = store(max_threads=1, max_messages=2)
         s.create("t1", messages=[user("a")])
