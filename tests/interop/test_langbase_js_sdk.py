@@ -87,6 +87,41 @@ console.log(JSON.stringify({ created, conflict, upserted, updated, listed, compl
         self.assertTrue(seen["threadId"])
         self.assertTrue(seen["streamedThreadId"])
 
+    def test_memories_upload_wait_and_retrieve_the_uploaded_passage_first(self):
+        with RunningServer(head_timeout=5.0, memory_processing_seconds=0.3) as server:
+            seen = self.run_js(server, """
+const created = await lb.memories.create({ name: 'js-notes', description: 'JS SDK test' });
+let conflict = null;
+try { await lb.memories.create({ name: 'js-notes' }); } catch (err) { conflict = err.status; }
+const upload = await lb.memories.documents.upload({ memoryName: 'js-notes', documentName: 'tides.txt',
+  contentType: 'text/plain', meta: { topic: 'sea' },
+  document: Buffer.from('Tides rise twice a day because the moon pulls the oceans.\\n\\n' +
+    'Bread needs flour, water, salt and time to rise.') });
+const statuses = [];
+for (let i = 0; i < 50; i++) {
+  const [doc] = await lb.memories.documents.list({ memoryName: 'js-notes' });
+  if (statuses[statuses.length - 1] !== doc.status) statuses.push(doc.status);
+  if (doc.status === 'completed' || doc.status === 'failed') break;
+  await new Promise((resolve) => setTimeout(resolve, 50));
+}
+const found = await lb.memories.retrieve({ query: 'why does the moon move the tides',
+  memory: [{ name: 'js-notes', filters: ['topic', 'Eq', 'sea'] }], topK: 2 });
+const missed = await lb.memories.retrieve({ query: 'moon tides',
+  memory: [{ name: 'js-notes', filters: ['topic', 'Eq', 'baking'] }] });
+const listed = (await lb.memories.list()).map((m) => m.name);
+const deleted = await lb.memories.delete({ name: 'js-notes' });
+console.log(JSON.stringify({ created: created.name, conflict, uploadStatus: upload.status, statuses,
+  first: found[0].text, found: found.length, missed: missed.length, listed, deleted }));
+""")
+        self.assertEqual(seen["created"], "js-notes")
+        self.assertEqual(seen["conflict"], 409)
+        self.assertEqual(seen["uploadStatus"], 200)
+        self.assertEqual(seen["statuses"][-1], "completed")
+        self.assertIn("moon pulls the oceans", seen["first"])
+        self.assertEqual(seen["missed"], 0)
+        self.assertEqual(seen["listed"], ["js-notes"])
+        self.assertEqual(seen["deleted"], {"success": True})
+
     def test_workflow_end_posts_its_trace_without_an_error(self):
         with RunningServer(head_timeout=5.0) as server:
             seen = self.run_js(server, """
