@@ -207,6 +207,22 @@ class SubscribeFirstTokenStreamTest(unittest.TestCase):
         self.assertEqual(same.body, first.body)
         self.assertNotEqual(self.tokens(other.body), tokens)  # another message id, another reply
 
+    def test_stop_ends_a_waiting_subscriber_at_once_with_a_whole_stream(self):
+        server = RunningServer(token_wait=600.0, delay=0.05)
+        with server, connect(server.port) as sock:
+            sock.sendall(request_bytes("GET", "/api/stream/s1/m1", headers={"Connection": "close"}))
+            time.sleep(0.2)  # the subscriber is waiting for a producer that never comes
+            busy = time.process_time()
+            started = time.monotonic()
+            server.server.stop(drain_seconds=5.0)
+            stopped = time.monotonic() - started
+            cpu = time.process_time() - busy
+            response = ResponseReader(sock).read()
+        self.assertLess(stopped, 1.0)  # it stops waiting and is sent at full speed
+        self.assertLess(cpu, 0.5)  # without spinning through its polls meanwhile
+        self.assertEqual(response.status, 200)
+        self.assertTrue(self.tokens(response.body))
+
     def test_two_waiting_subscribers_share_one_generated_reply(self):
         with RunningServer(token_wait=0.2, delay=0.002) as s:
             socks = [connect(s.port) for _ in range(2)]
