@@ -509,14 +509,41 @@ def _tool_call_object(call: ToolCall) -> dict:
     }
 
 
+_DELTAS_LIMIT = 65_536
+"""Most ``TextDelta`` objects ``text_deltas`` keeps for recent replies (about 64 bytes each)."""
+_deltas_cache: "collections.OrderedDict[Tuple[str, ...], Tuple[TextDelta, ...]]" = collections.OrderedDict()
+_deltas_kept = 0
+_deltas_lock = threading.Lock()
+
+
+def text_deltas(pieces: Tuple[str, ...]) -> Tuple[TextDelta, ...]:
+    """One ``TextDelta`` per piece. Replies repeat, so the events of recent ``pieces`` (up to
+    ``_DELTAS_LIMIT`` in all) are kept and the same tuple is handed out again: a stream of a
+    reply sent before makes no new event objects."""
+    global _deltas_kept
+    with _deltas_lock:
+        deltas = _deltas_cache.get(pieces)
+        if deltas is not None:
+            _deltas_cache.move_to_end(pieces)
+            return deltas
+    deltas = tuple(map(TextDelta, pieces))
+    if len(deltas) <= _DELTAS_LIMIT // 4:
+        with _deltas_lock:
+            if pieces not in _deltas_cache:
+                _deltas_cache[pieces] = deltas
+                _deltas_kept += len(deltas)
+                while _deltas_kept > _DELTAS_LIMIT:
+                    _deltas_kept -= len(_deltas_cache.popitem(last=False)[1])
+    return deltas
+
+
 def reply_events(reply: Reply) -> Iterator[Event]:
     """Yield the reply's chat events, lazily: ``Start``, then one ``TextDelta`` per piece (or,
     for a tool call, a ``ToolCallDelta`` naming the call and one per arguments piece), then
     ``Finish`` with the reply's usage."""
     if reply.text is not None:
         yield Start("")
-        for piece in reply.pieces:
-            yield TextDelta(piece)
+        yield from text_deltas(reply.pieces)
     else:
         yield Start(None)
         call = reply.tool_calls[0]
@@ -538,6 +565,12 @@ def error_envelope(status: int, code: str, message: str) -> dict:
     return {"error": {"code": code, "status": status, "message": message,
                       "docs": ERROR_DOCS + code.lower()}}
 
+
+
+_JSON_STRINGS_LIMIT = 65_536
+_json_strings: Dict[str, bytes] = {}
+"""Recent short text pieces as JSON string bytes (``ChunkEncoder.encode``): replies repeat
+their words, so most pieces are encoded once. Emptied when it reaches the limit."""
 
 
 class ChunkEncoder:
@@ -597,7 +630,15 @@ class ChunkEncoder:
     def encode(self, event: Event) -> bytes:
         """Return the SSE frame (bytes) for one event."""
         if type(event) is TextDelta:
-            return self._text_prefix + encode_basestring(event.content).encode("utf-8") + self._text_suffix
+            content = event.content
+            encoded = _json_strings.get(content)
+            if encoded is None:
+                encoded = encode_basestring(content).encode("utf-8")
+                if len(content) <= 64:
+                    if len(_json_strings) >= _JSON_STRINGS_LIMIT:
+                        _json_strings.clear()
+                    _json_strings[content] = encoded
+            return self._text_prefix + encoded + self._text_suffix
         if type(event) is Start:
             chunk = self._chunk({"role": "assistant", "content": event.content}, None)
         elif type(event) is ToolCallDelta:

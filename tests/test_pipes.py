@@ -162,9 +162,11 @@ class EncoderTest(unittest.TestCase):
         return ("data: " + dumps_compact(chunk) + "\n\n").encode("utf-8")
 
     def test_encode_text_delta_fast_path_equals_full_encoding(self):
-        for text in ["Hello", " w\u00f6rld", "\"q\"\\", "\n", "\U0001f680", "</script>", "\u2028"]:
+        long = "x\"" * 40  # past the length whose encoding is kept
+        for text in ["Hello", " w\u00f6rld", "\"q\"\\", "\n", "\U0001f680", "</script>", "\u2028", long]:
             with self.subTest(text=text):
                 self.assertEqual(self.enc.encode(TextDelta(text)), self.chunk({"content": text}))
+                self.assertEqual(self.enc.encode(TextDelta(text)), self.chunk({"content": text}))  # kept
 
     def test_encode_start_finish_tool_call_exact_bytes(self):
         self.assertEqual(self.enc.encode(Start("")), self.chunk({"role": "assistant", "content": ""}))
@@ -206,6 +208,16 @@ class EncoderTest(unittest.TestCase):
 
 
 class EventsTest(unittest.TestCase):
+    def test_text_deltas_are_kept_for_recent_pieces_and_bounded(self):
+        pieces = ("Hi", " there", ".")
+        deltas = pipes.text_deltas(pieces)
+        self.assertEqual(deltas, (TextDelta("Hi"), TextDelta(" there"), TextDelta(".")))
+        self.assertIs(pipes.text_deltas(tuple(list(pieces))), deltas)  # equal pieces: the same events
+        for n in range(8):  # more than the bound in all: the oldest are let go
+            pipes.text_deltas(tuple("%d-%d" % (n, i) for i in range(pipes._DELTAS_LIMIT // 4)))
+        self.assertLessEqual(pipes._deltas_kept, pipes._DELTAS_LIMIT)
+        self.assertIsNot(pipes.text_deltas(pieces), deltas)
+
     def test_text_events_follow_the_pieces(self):
         reply = choose_reply(run_request(), ("Hi there.",), 0)
         self.assertEqual(list(reply_events(reply)), [
