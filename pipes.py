@@ -587,7 +587,7 @@ class ChunkEncoder:
 
     done = DONE
 
-    _templates: Dict[tuple, Tuple[bytes, bytes]] = {}  # (class, created, model, extra) → parts
+    _templates: Dict[tuple, Tuple[bytes, bytes, bytes]] = {}  # (class, created, model, extra) → parts
 
     def __init__(self, completion_id: str, created: int, model: str) -> None:
         self._head = {
@@ -597,19 +597,24 @@ class ChunkEncoder:
             "model": model,
             "system_fingerprint": None,
         }
-        # A text chunk is 'data: {"id":' + <id> + <rest of the head and delta> + <text> + <tail>.
-        # Only the id differs between streams, so the rest is built once per model and kept.
+        # A text chunk is 'data: {"id":' + <id> + <rest of the head and delta> + <text> + <tail>,
+        # the opening chunk 'data: {"id":' + <id> + <the rest>. Only the id differs between
+        # streams, so the rest is built once per model and kept.
         key = (type(self), created, model, self._template_key())
         parts = self._templates.get(key)
+        id_length = len('{"id":') + len(dumps_compact(completion_id))
         if parts is None:
             text = dumps_compact(self._chunk({"content": ""}, None))
             prefix, suffix = text.split('""', 1)
-            after_id = prefix[len('{"id":') + len(dumps_compact(completion_id)):]
-            parts = (after_id.encode("utf-8"), (suffix + "\n\n").encode("utf-8"))
+            start = dumps_compact(self._chunk({"role": "assistant", "content": ""}, None))
+            parts = (prefix[id_length:].encode("utf-8"), (suffix + "\n\n").encode("utf-8"),
+                     (start[id_length:] + "\n\n").encode("utf-8"))
             if len(self._templates) < 64:
                 self._templates[key] = parts
-        self._text_prefix = b'data: {"id":' + dumps_compact(completion_id).encode("utf-8") + parts[0]
+        opening = b'data: {"id":' + dumps_compact(completion_id).encode("utf-8")
+        self._text_prefix = opening + parts[0]
         self._text_suffix = parts[1]
+        self._start = opening + parts[2]
 
     @staticmethod
     def events(reply: Reply) -> Iterator[Event]:
@@ -640,6 +645,8 @@ class ChunkEncoder:
                     _json_strings[content] = encoded
             return self._text_prefix + encoded + self._text_suffix
         if type(event) is Start:
+            if event.content == "":
+                return self._start
             chunk = self._chunk({"role": "assistant", "content": event.content}, None)
         elif type(event) is ToolCallDelta:
             call: Dict[str, Any] = {"index": event.index}
