@@ -589,10 +589,15 @@ class TokenBroker:
         return self._clock()
 
     def get(self, key: Tuple[str, str]) -> Optional[Generation]:
-        """The live generation for ``key``, or None (unknown or expired)."""
+        """The live generation for ``key``, or None (unknown or expired). Looks at that one
+        generation only (subscribers waiting for theirs ask often); ``start`` clears out
+        every expired one."""
         with self._lock:
-            self._expire(self._clock())
-            return self._items.get(key)
+            generation = self._items.get(key)
+            if generation is not None and generation.finished_at() + self.ttl < self._clock():
+                self._drop(key)
+                return None
+            return generation
 
     def __len__(self) -> int:
         with self._lock:

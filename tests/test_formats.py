@@ -4,6 +4,7 @@ real socket (byte shapes, errors in the format's own shape, scenarios applied, r
 import json
 import threading
 import unittest
+from unittest import mock
 
 from tests import support
 from tests.support import RunningServer, call, connect, request_bytes
@@ -183,6 +184,21 @@ class TokenBrokerTest(unittest.TestCase):
         self.start(("s", "3"))  # full: the oldest finished one ("s", "2") makes room
         self.assertIsNone(self.broker.get(("s", "2")))
         self.assertEqual(len(self.broker), 2)
+
+    def test_get_looks_at_its_own_generation_only(self):
+        # Waiting subscribers call get every few milliseconds: it must not scan the buffer.
+        broker = formats.TokenBroker(lambda: self.now, limit=1000, ttl=10.0)
+        for i in range(500):
+            broker.start(("s", str(i)), ("a",), 0.0, 0.0, "run", self.sc, False)
+        looked = []
+        original = formats.Generation.finished_at
+        with mock.patch.object(formats.Generation, "finished_at",
+                               lambda g: looked.append(g) or original(g)):
+            self.assertIsNone(broker.get(("s", "missing")))
+            self.assertIsNotNone(broker.get(("s", "7")))
+            self.now += 100.0  # every generation expired: get drops its own
+            self.assertIsNone(broker.get(("s", "8")))
+        self.assertEqual(len(looked), 2)
 
     def test_bounded_in_bytes(self):
         broker = formats.TokenBroker(lambda: self.now, limit=1000, ttl=10.0, max_bytes=50_000)
