@@ -509,31 +509,39 @@ def _tool_call_object(call: ToolCall) -> dict:
     }
 
 
-_DELTAS_LIMIT = 65_536
-"""Most ``TextDelta`` objects ``text_deltas`` keeps for recent replies (about 64 bytes each)."""
-_deltas_cache: "collections.OrderedDict[Tuple[str, ...], Tuple[TextDelta, ...]]" = collections.OrderedDict()
-_deltas_kept = 0
+_DELTAS_MAX_BYTES = 8 * 1024 * 1024
+"""Most memory, estimated, that ``text_deltas`` keeps for recent replies."""
+_deltas_cache: "collections.OrderedDict[Tuple[str, ...], Tuple[Tuple[TextDelta, ...], int]]" = collections.OrderedDict()
+_deltas_bytes = 0
 _deltas_lock = threading.Lock()
+
+
+def _deltas_size(pieces: Tuple[str, ...]) -> int:
+    """An upper estimate, in bytes, of what keeping ``pieces`` and their events holds: per
+    piece a ``TextDelta`` and slots (about 80 bytes) and the text at 4 bytes a character."""
+    return 80 * len(pieces) + 4 * sum(map(len, pieces))
 
 
 def text_deltas(pieces: Tuple[str, ...]) -> Tuple[TextDelta, ...]:
     """One ``TextDelta`` per piece. Replies repeat, so the events of recent ``pieces`` (up to
-    ``_DELTAS_LIMIT`` in all) are kept and the same tuple is handed out again: a stream of a
-    reply sent before makes no new event objects."""
-    global _deltas_kept
+    ``_DELTAS_MAX_BYTES`` by ``_deltas_size``, each reply at most a quarter of it) are kept
+    and the same tuple is handed out again: a stream of a reply sent before makes no new
+    event objects."""
+    global _deltas_bytes
     with _deltas_lock:
-        deltas = _deltas_cache.get(pieces)
-        if deltas is not None:
+        entry = _deltas_cache.get(pieces)
+        if entry is not None:
             _deltas_cache.move_to_end(pieces)
-            return deltas
+            return entry[0]
     deltas = tuple(map(TextDelta, pieces))
-    if len(deltas) <= _DELTAS_LIMIT // 4:
+    size = _deltas_size(pieces)
+    if size <= _DELTAS_MAX_BYTES // 4:
         with _deltas_lock:
             if pieces not in _deltas_cache:
-                _deltas_cache[pieces] = deltas
-                _deltas_kept += len(deltas)
-                while _deltas_kept > _DELTAS_LIMIT:
-                    _deltas_kept -= len(_deltas_cache.popitem(last=False)[1])
+                _deltas_cache[pieces] = (deltas, size)
+                _deltas_bytes += size
+                while _deltas_bytes > _DELTAS_MAX_BYTES:
+                    _deltas_bytes -= _deltas_cache.popitem(last=False)[1][1]
     return deltas
 
 
@@ -567,10 +575,12 @@ def error_envelope(status: int, code: str, message: str) -> dict:
 
 
 
-_JSON_STRINGS_LIMIT = 65_536
+_JSON_STRINGS_LIMIT = 16_384
 _json_strings: Dict[str, bytes] = {}
-"""Recent short text pieces as JSON string bytes (``ChunkEncoder.encode``): replies repeat
-their words, so most pieces are encoded once. Emptied when it reaches the limit."""
+"""Recent text pieces of up to 32 characters as JSON string bytes (``ChunkEncoder.encode``):
+replies repeat their words, so most pieces are encoded once. Emptied when it reaches
+``_JSON_STRINGS_LIMIT`` entries (at most about 8 MB: a 32-character piece of 4-byte
+characters and its escaped bytes take under 500 bytes)."""
 
 
 class ChunkEncoder:
@@ -639,7 +649,7 @@ class ChunkEncoder:
             encoded = _json_strings.get(content)
             if encoded is None:
                 encoded = encode_basestring(content).encode("utf-8")
-                if len(content) <= 64:
+                if len(content) <= 32:
                     if len(_json_strings) >= _JSON_STRINGS_LIMIT:
                         _json_strings.clear()
                     _json_strings[content] = encoded

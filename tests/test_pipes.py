@@ -213,10 +213,18 @@ class EventsTest(unittest.TestCase):
         deltas = pipes.text_deltas(pieces)
         self.assertEqual(deltas, (TextDelta("Hi"), TextDelta(" there"), TextDelta(".")))
         self.assertIs(pipes.text_deltas(tuple(list(pieces))), deltas)  # equal pieces: the same events
+        per_reply = pipes._DELTAS_MAX_BYTES // 4 // 200  # bytes of one piece's share
         for n in range(8):  # more than the bound in all: the oldest are let go
-            pipes.text_deltas(tuple("%d-%d" % (n, i) for i in range(pipes._DELTAS_LIMIT // 4)))
-        self.assertLessEqual(pipes._deltas_kept, pipes._DELTAS_LIMIT)
+            pipes.text_deltas(tuple("%d-%d-" % (n, i) + "x" * (per_reply // 4 - 100) for i in range(200)))
+            self.assertLessEqual(pipes._deltas_bytes, pipes._DELTAS_MAX_BYTES)
         self.assertIsNot(pipes.text_deltas(pieces), deltas)
+
+    def test_a_huge_reply_is_not_kept(self):
+        whole = ("\U0001f600" * (pipes._DELTAS_MAX_BYTES // 8),)  # one piece, 4 MB by the estimate
+        before = pipes._deltas_bytes
+        self.assertEqual(pipes.text_deltas(whole), (TextDelta(whole[0]),))
+        self.assertEqual(pipes._deltas_bytes, before)
+        self.assertIsNot(pipes.text_deltas(whole), pipes.text_deltas(whole))
 
     def test_text_events_follow_the_pieces(self):
         reply = choose_reply(run_request(), ("Hi there.",), 0)
