@@ -444,7 +444,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function setText(id, value) { $(id).textContent = value === null || value === undefined || value === '' ? '—' : String(value); }
+function setText(id, value) {
+  const node = $(id);
+  node.textContent = value === null || value === undefined || value === '' ? '—' : String(value);
+  if (node.tagName === 'DD') node.title = node.textContent;  // a value cut at phone width shows whole on hover
+}
 
 function parserShown() { return $('parser-naive').checked ? 'naive' : 'whatwg'; }
 
@@ -452,7 +456,7 @@ function parserShown() { return $('parser-naive').checked ? 'naive' : 'whatwg'; 
 
 function settingControl(name, s) {
   const id = 'mock-' + name;
-  const def = s.default === null ? (s.nullable ? 'unset' : 'null') : String(s.default);
+  const def = s.default === null ? 'see below' : String(s.default);
   let control;
   if (s.type === 'enum' || s.type === 'bool') {
     const choices = s.type === 'bool' ? ['true', 'false'] : s.choices;
@@ -844,7 +848,7 @@ function firstDifference(a, b) {
 }
 
 function describe(out, truth) {
-  const want = truth.text;
+  const want = truth.text || '';
   const got = out.text;
   const calls = (truth.tool_calls || []).map((c) => c.function.name + c.function.arguments).join('|');
   const gotCalls = out.calls.map((c) => c.name + c.arguments).join('|');
@@ -877,7 +881,8 @@ async function verdict(run) {
   const fault = truth.fault ? ' The run had fault=' + truth.fault + ' on purpose.' : '';
   const stopped = run.status === 'stopped' ? ' You stopped it.' : '';
   for (const [id, label, out] of targets) {
-    const [result, words] = describe(out, truth);
+    let result, words;
+    try { [result, words] = describe(out, truth); } catch (e) { [result, words] = ['none', 'could not be compared (' + e.message + ').']; }
     const p = $('verdict-' + id);
     p.dataset.result = result;
     p.textContent = label + ': ' + words + (result === 'differ' ? fault + stopped : '');
@@ -1031,15 +1036,20 @@ function pythonFor(req, base) {
   if (r === 'pipes' || r === 'agent') {
     const args = r === 'pipes'
       ? Object.assign({ name: 'playground', messages: b.messages, stream: b.stream }, b.threadId ? { thread_id: b.threadId } : {})
-      : { model: b.model, input: b.input, stream: b.stream };
+      : { model: b.model, input: b.input, api_key: 'sk-any-llm-key', stream: b.stream };
     if (b.tools) args.tools = b.tools;
-    if (mock) args.mock = mock;
+    // pipes.run() passes extra keys through to the body; the Python SDK's agent.run() does not
+    const note = mock && r === 'agent'
+      ? '# agent.run() in the Python SDK sends no extra keys, so the scenario (' +
+        Object.entries(mock).map(([k, v]) => k + '=' + v).join(', ') + ') is left out: use curl or the JS SDK for it.\n'
+      : '';
+    if (mock && r === 'pipes') args.mock = mock;
     const call = 'lb.' + (r === 'pipes' ? 'pipes' : 'agent') + '.run(' + pyArgs(args) + ')';
     const read = b.stream
       ? 'print(get_runner(res).collect_text())'
       : 'print(res["' + (r === 'pipes' ? 'completion' : 'output') + '"])';
     return 'from langbase import Langbase\nfrom langbase.helper import get_runner\n\n' +
-      'lb = Langbase(api_key=' + py(key) + ', base_url=' + py(base) + ')\n' +
+      'lb = Langbase(api_key=' + py(key) + ', base_url=' + py(base) + ')\n' + note +
       'res = ' + call + '\n' + read + (r === 'pipes' ? '\nprint(res["thread_id"])' : '') + '\n';
   }
   if (r === 'openai') {
@@ -1076,7 +1086,7 @@ function jsFor(req, base) {
   if (r === 'pipes' || r === 'agent') {
     const opts = r === 'pipes'
       ? Object.assign({ name: 'playground', stream: b.stream, messages: b.messages }, b.threadId ? { threadId: b.threadId } : {})
-      : { model: b.model, input: b.input, stream: b.stream };
+      : { model: b.model, apiKey: 'sk-any-llm-key', input: b.input, stream: b.stream };
     if (b.tools) opts.tools = b.tools;
     if (mock) opts.mock = mock;
     const call = 'await lb.' + (r === 'pipes' ? 'pipes' : 'agent') + '.run(' + j(opts) + ')';
