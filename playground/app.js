@@ -41,7 +41,8 @@ const ROUTES = {
     help: 'Langbase pipe run. Keeps the conversation in a thread: the reply\'s lb-thread-id is sent back as threadId.',
     streamOption: true, toolsOption: true, auth: true, method: 'POST', path: '/v1/pipes/run',
     body(c) {
-      const body = { stream: c.stream, messages: c.threadId ? [c.user] : c.messages };
+      // the thread holds the conversation: send only what it has not seen (tool results, the new message)
+      const body = { stream: c.stream, messages: c.threadId ? c.unsent.concat([c.user]) : c.messages };
       if (c.threadId) body.threadId = c.threadId;
       if (c.tools) body.tools = [WEATHER_TOOL];
       return body;
@@ -118,6 +119,7 @@ const state = {
   settings: {},          // GET /mock/settings
   history: [],           // the conversation as chat messages
   threadId: null,        // lb-thread-id (pipes) or chatId (lifecycle)
+  unsent: [],            // messages of the conversation the thread has not been sent yet (tool results)
   controller: null,      // AbortController of the run in progress
   run: null,             // the run being shown (see newRun)
   turn: 0,
@@ -546,7 +548,7 @@ function buildRequest(text, preview) {
   const user = { role: 'user', content: text };
   if (route.kind === 'lifecycle') user.timestamp = new Date().toISOString();
   const c = {
-    text, user, messages: history().concat([user]), stream: route.streamOption ? $('stream').checked : true,
+    text, user, messages: history().concat([user]), unsent: state.unsent.slice(), stream: route.streamOption ? $('stream').checked : true,
     tools: route.toolsOption && $('tools').checked,
     threadId: state.threadId, chatId: state.threadId || (preview ? 'chat-playground' : uuid()),
     sessionId: 'playground', chatMessageId: 'm' + Date.now().toString(36),
@@ -821,10 +823,15 @@ async function finishRun(run, node, request, aborted, failure) {
   // the conversation goes on with what the user saw
   state.history.push(Object.assign({ role: 'user', content: request.context.text },
     request.context.user.timestamp ? { timestamp: request.context.user.timestamp } : {}));
+  state.unsent = [];
   if (out.calls.length) {
     state.history.push({ role: 'assistant', content: out.text || null,
       tool_calls: out.calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } })) });
-    for (const c of out.calls) state.history.push({ role: 'tool', tool_call_id: c.id, name: c.name, content: '{"temperature": 21, "unit": "C"}' });
+    for (const c of out.calls) {
+      const result = { role: 'tool', tool_call_id: c.id, name: c.name, content: '{"temperature": 21, "unit": "C"}' };
+      state.history.push(result);
+      state.unsent.push(result);
+    }
   } else if (out.text) {
     state.history.push({ role: 'assistant', content: out.text });
   }
@@ -896,6 +903,7 @@ function stop() {
 function newConversation() {
   if (state.controller) return;
   state.history = [];
+  state.unsent = [];
   state.threadId = null;
   $('transcript').textContent = '';
   setText('run-thread', '');
@@ -978,6 +986,7 @@ async function continueThread(id) {
     if (r.ok) messages = await r.json();
   } catch (e) { /* an empty transcript then */ }
   state.threadId = id;
+  state.unsent = [];
   state.history = messages.filter((m) => m.role === 'user' || m.role === 'assistant')
     .map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : '' }));
   $('transcript').textContent = '';

@@ -8,9 +8,9 @@ own record: the run's ground truth (``GET /mock/runs/{id}``), ``GET /health`` an
 API. Every test also fails on any console error or uncaught exception in the page.
 
 Skips with a message when ``playwright`` is not installed or Chromium is missing or cannot
-start. ``PLAYGROUND_SCREENSHOT=docs/playground.png`` saves the screenshot taken after the first
-stream to that path (how ``docs/playground.png`` was made); otherwise it goes to a temporary
-directory.
+start. ``PLAYGROUND_SCREENSHOT=docs/playground.png`` saves the screenshot taken after the
+CRLF + random framing stream to that path (how ``docs/playground.png`` was made); otherwise it
+goes to a temporary directory.
 """
 
 from __future__ import annotations
@@ -146,9 +146,6 @@ class PlaygroundBrowserTest(unittest.TestCase):
         # every data event is marked where it ends in the raw bytes, [DONE] included
         self.assertEqual(page.locator("#reads .boundary").count(), len(truth["deltas"]) + 3)
         self.assertEqual(page.locator("#events li").count(), len(truth["deltas"]) + 3)
-        path = os.environ.get("PLAYGROUND_SCREENSHOT") or os.path.join(tempfile.mkdtemp(), "playground.png")
-        page.screenshot(path=path)
-        self.assertGreater(os.path.getsize(path), 10000)
 
     def test_stop_aborts_the_request_and_the_server_sees_the_hang_up(self):
         page = self.open()
@@ -177,7 +174,7 @@ class PlaygroundBrowserTest(unittest.TestCase):
         self.assertFalse(page.is_enabled("#stop"))
 
     def test_crlf_with_random_framing_breaks_only_the_naive_parser(self):
-        page = self.open()
+        page = self.open(height=1000)
         self.scenario(preset="CRLF line endings + random byte framing", delay=0.005)
         run_id = self.send("Hello!")
         truth = self.truth(run_id)
@@ -191,6 +188,12 @@ class PlaygroundBrowserTest(unittest.TestCase):
         self.assertEqual(events, len(truth["deltas"]) + 3)
         self.assertEqual(page.locator("#reads .boundary").count(), events)
         self.assertGreater(page.locator("#reads li.read").count(), 1)
+        page.click("#scenario summary")  # fold the form away and show the page from the top
+        page.evaluate("() => window.scrollTo(0, 0)")
+        with tempfile.TemporaryDirectory() as scratch:
+            path = os.environ.get("PLAYGROUND_SCREENSHOT") or os.path.join(scratch, "playground.png")
+            page.screenshot(path=path)
+            self.assertGreater(os.path.getsize(path), 10000)
         page.check("#parser-naive")  # the naive view: CRLF has no "\n\n", so it finds no event
         self.assertEqual(page.locator("#reads .boundary").count(), 0)
         self.assertEqual(page.locator("#events li").count(), 0)
@@ -226,6 +229,11 @@ class PlaygroundBrowserTest(unittest.TestCase):
         self.assertEqual(shown.get_attribute("data-name"), "get_weather")
         self.assertIn(tool_call["function"]["arguments"], shown.text_content())
         self.assertEqual(page.get_attribute("#verdict-whatwg", "data-result"), "match")
+        self.send("Thanks")  # the stand-in tool result goes to the thread first
+        self.assertEqual(page.text_content("#run-status"), "done")
+        stored = call(self.server.port, "GET", "/v1/threads/%s/messages" % truth["thread_id"]).json()
+        self.assertEqual([m["role"] for m in stored][-4:], ["assistant", "tool", "user", "assistant"])
+        self.assertEqual(stored[-3]["tool_call_id"], tool_call["id"])
 
         page.uncheck("#tools")
         self.expected_problems.append("status of 429")  # Chromium logs every failed fetch
