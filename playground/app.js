@@ -1173,6 +1173,7 @@ async function start() {
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) send(e);
   });
   $('stop').addEventListener('click', stop);
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape' && state.controller) stop(); });
   $('new-chat').addEventListener('click', newConversation);
   $('scenario-reset').addEventListener('click', () => { $('preset').value = ''; setScenario({}); });
   $('preset').addEventListener('change', () => {

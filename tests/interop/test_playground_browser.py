@@ -16,7 +16,6 @@ goes to a temporary directory.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
 import shutil
@@ -172,6 +171,10 @@ class PlaygroundBrowserTest(unittest.TestCase):
         self.assertLess(len(self.reply_shown()), len(truth["text"]))
         self.assertTrue(page.is_enabled("#send"))
         self.assertFalse(page.is_enabled("#stop"))
+        page.click("#send")  # Escape stops too
+        page.wait_for_selector("#run-status[data-status=streaming]")
+        page.keyboard.press("Escape")
+        page.wait_for_selector("#run-status[data-status=stopped]")
 
     def test_crlf_with_random_framing_breaks_only_the_naive_parser(self):
         page = self.open(height=1000)
