@@ -470,6 +470,7 @@ def banner(server: Server) -> str:
     lines += [
         "  try:  curl -N %s/v1/pipes/run -H 'Content-Type: application/json' "
         "-H 'Authorization: %s' -d '%s'" % (url, auth, body),
+        "  playground: %s/playground (open it in a browser)" % url,
         "  stop with Ctrl-C",
     ]
     return "\n".join(lines)
