@@ -65,8 +65,11 @@ class Settings:
     ``keep_alive_timeout`` (an idle connection between requests) and ``write_timeout`` (a
     client that stops reading its response), ``max_connections`` (open connections; more are
     answered 503), ``max_reply_chars`` (a reply's length after its variables are filled in),
-    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and
-    ``max_messages`` (store bounds), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
+    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads``,
+    ``max_messages`` and ``max_thread_bytes`` (thread store bounds: threads, messages per
+    thread, bytes of messages and metadata over all threads), ``allowed_hosts`` (tuple of
+    extra ``Host`` names a loopback-bound server answers, ``("*",)`` for any: see
+    ``routes.hosts``), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
     bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how
     long an uploaded memory document takes to go from ``queued`` to ``completed``),
     ``max_memories``, ``max_documents`` and ``max_memory_bytes`` (memory store bounds:
@@ -96,6 +99,8 @@ class Settings:
     max_run_log_bytes: int = 64 * 1024 * 1024
     max_threads: int = 100_000
     max_messages: int = 10_000
+    max_thread_bytes: int = 256 * 1024 * 1024
+    allowed_hosts: Tuple[str, ...] = ()
     max_pipes: int = 1000
     max_pipe_bytes: int = 16 * 1024 * 1024
     memory_processing_seconds: float = 1.5
@@ -266,6 +271,14 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
     a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
       help="most messages per thread (default 10000) [LB_MOCK_MAX_MESSAGES]")
+    a("--max-thread-bytes", type=_positive_int, default=default("LB_MOCK_MAX_THREAD_BYTES", str(256 << 20)),
+      help="most bytes of thread messages and metadata kept, all threads together (as compact UTF-8 "
+           "JSON); a write past it is 403 USAGE_EXCEEDED and stores nothing (default 268435456) "
+           "[LB_MOCK_MAX_THREAD_BYTES]")
+    a("--allowed-hosts", default=default("LB_MOCK_ALLOWED_HOSTS", ""), metavar="NAMES",
+      help="comma-separated Host names (without port) a server bound to a loopback address also "
+           "answers; others get 403, which stops DNS rebinding. Default: only localhost, 127.0.0.1 "
+           "and [::1]; '*' turns the check off [LB_MOCK_ALLOWED_HOSTS]")
     a("--max-pipes", type=_positive_int, default=default("LB_MOCK_MAX_PIPES", "1000"),
       help="most pipes kept in memory (POST /v1/pipes); more is 403 USAGE_EXCEEDED (default 1000) "
            "[LB_MOCK_MAX_PIPES]")
@@ -346,6 +359,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_run_log_bytes=int(ns.max_run_log_bytes),
         max_threads=int(ns.max_threads),
         max_messages=int(ns.max_messages),
+        max_thread_bytes=int(ns.max_thread_bytes),
+        allowed_hosts=tuple(h.strip().lower() for h in ns.allowed_hosts.split(",") if h.strip()),
         max_pipes=int(ns.max_pipes),
         max_pipe_bytes=int(ns.max_pipe_bytes),
         memory_processing_seconds=float(ns.memory_processing_seconds),
@@ -389,7 +404,8 @@ class Server(ThreadingHTTPServer):
         self.app = App(
             settings,
             store or ThreadStore(clock=clock, new_id=new_id,
-                                 max_threads=settings.max_threads, max_messages=settings.max_messages),
+                                 max_threads=settings.max_threads, max_messages=settings.max_messages,
+                                 max_bytes=settings.max_thread_bytes),
             pipes.RunLog(max_bytes=settings.max_run_log_bytes), formats.TokenBroker(time.monotonic), clock, new_id, time.monotonic(),
             lambda: {"open_streams": self.pacer.open_streams, "connections": self.pacer.connections},
         )

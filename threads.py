@@ -9,6 +9,7 @@ this project.
 
 from __future__ import annotations
 
+import json
 import re
 import os
 import threading
@@ -194,14 +195,22 @@ def parse_messages(
     return out
 
 
+def stored_bytes(value: Any) -> int:
+    """The size, in bytes, that ``value`` (JSON-shaped: a message or a metadata map) counts
+    against ``--max-thread-bytes``: its compact JSON encoding in UTF-8. The objects in memory
+    are larger; the bound is on what clients sent, which they can reason about."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+
 class _Thread:
-    __slots__ = ("id", "created_at", "metadata", "messages")
+    __slots__ = ("id", "created_at", "metadata", "messages", "bytes")
 
     def __init__(self, thread_id: str, created_at: int, metadata: Dict[str, str]) -> None:
         self.id = thread_id
         self.created_at = created_at
         self.metadata = metadata
         self.messages: List[dict] = []
+        self.bytes = stored_bytes(metadata)  # metadata and messages, as ``stored_bytes`` counts
 
     def as_object(self) -> dict:
         return {
@@ -225,8 +234,10 @@ class ThreadStore:
     of several messages is never interleaved with another append to the same thread); values
     passed in and returned are copies, so callers can never change stored data by accident.
 
-    Bounds: at most ``max_threads`` threads and ``max_messages`` messages per thread; a call
-    that would exceed either raises ``StoreFull`` and writes nothing.
+    Bounds: at most ``max_threads`` threads, ``max_messages`` messages per thread and
+    ``max_bytes`` bytes of messages and metadata over all threads (as ``stored_bytes`` counts
+    them: compact UTF-8 JSON of what the client sent); a call that would exceed any of them
+    raises ``StoreFull`` and writes nothing. Deleting a thread gives its bytes back.
 
     Args:
         clock: returns the current time in seconds (float); stored as ``int`` seconds.
@@ -241,11 +252,15 @@ class ThreadStore:
         new_id: Callable[[], str] = new_uuid4,
         max_threads: int = 100_000,
         max_messages: int = 10_000,
+        max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._clock = clock
         self._new_id = new_id
         self._max_threads = max_threads
         self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self.bytes = 0
+        """Bytes of messages and metadata stored, as ``stored_bytes`` counts them."""
         self._lock = threading.Lock()
         self._threads: Dict[str, _Thread] = {}
 
@@ -265,8 +280,19 @@ class ThreadStore:
                 "with a larger --max-threads" % self._max_threads
             )
         thread = _Thread(thread_id or self._new_id(), self._now(), dict(metadata))
+        self._check_bytes(thread.bytes)
         self._threads[thread.id] = thread
+        self.bytes += thread.bytes
         return thread
+
+    def _check_bytes(self, more: int) -> None:
+        # Caller holds the lock.
+        if self.bytes + more > self._max_bytes:
+            raise StoreFull(
+                "the thread store is full (%d of %d bytes of messages and metadata in use, %d more "
+                "asked); delete threads or restart the server with a larger --max-thread-bytes"
+                % (self.bytes, self._max_bytes, more)
+            )
 
     def _append(self, thread: _Thread, messages: List[dict], result: bool = True) -> List[dict]:
         # Caller holds the lock and has checked the bound. Returns copies of the stored
@@ -283,17 +309,28 @@ class ThreadStore:
             for key in _MESSAGE_KEYS[3:]:
                 stored[key] = _copy_json(msg[key])
             thread.messages.append(stored)
+            size = stored_bytes(stored)
+            thread.bytes += size
+            self.bytes += size
             if result:
                 created.append(_copy_json(stored))
         return created
 
-    def _check_room(self, thread: Optional[_Thread], count: int) -> None:
+    def _check_room(self, thread: Optional[_Thread], count: int, messages: List[dict] = (),
+                    metadata: Optional[Dict[str, str]] = None) -> None:
+        # Caller holds the lock. ``count`` messages more must fit in ``thread`` (None: a new
+        # one), and ``messages`` (with ``metadata`` of a new thread) in the byte bound; an
+        # estimate that errs high by the id, timestamps and thread id of each message.
         have = len(thread.messages) if thread else 0
         if have + count > self._max_messages:
             raise StoreFull(
                 "thread would exceed %d messages; start a new thread or restart the server "
                 "with a larger --max-messages" % self._max_messages
             )
+        more = sum(stored_bytes(m) + _MESSAGE_OVERHEAD for m in messages)
+        if thread is None:
+            more += stored_bytes(metadata or {})
+        self._check_bytes(more)
 
     def create(
         self,
@@ -312,7 +349,7 @@ class ThreadStore:
         with self._lock:
             if thread_id is not None and thread_id in self._threads:
                 raise ThreadExists(thread_id)
-            self._check_room(None, len(messages or ()))
+            self._check_room(None, len(messages or ()), messages or (), metadata)
             thread = self._new_thread(thread_id, metadata or {})
             self._append(thread, messages or [], result=False)
             return thread.as_object()
@@ -335,13 +372,18 @@ class ThreadStore:
         """
         with self._lock:
             thread = self._get(thread_id)
-            thread.metadata.update(metadata)
+            merged = dict(thread.metadata, **metadata)
+            grow = stored_bytes(merged) - stored_bytes(thread.metadata)
+            self._check_bytes(grow)
+            thread.metadata = merged
+            thread.bytes += grow
+            self.bytes += grow
             return thread.as_object()
 
     def delete(self, thread_id: str) -> None:
         """Delete the thread and its messages. Raises ``ThreadNotFound``."""
         with self._lock:
-            self._get(thread_id)
+            self.bytes -= self._get(thread_id).bytes
             del self._threads[thread_id]
 
     def append(self, thread_id: str, messages: List[dict]) -> List[dict]:
@@ -351,7 +393,7 @@ class ThreadStore:
         """
         with self._lock:
             thread = self._get(thread_id)
-            self._check_room(thread, len(messages))
+            self._check_room(thread, len(messages), messages)
             return self._append(thread, messages)
 
     def list_messages(self, thread_id: str) -> List[dict]:
@@ -381,7 +423,7 @@ class ThreadStore:
                 raise ThreadNotFound(thread_id)
             if skip_known_ids:
                 messages = self._unknown(thread, messages)
-            self._check_room(thread, len(messages) + reserve)
+            self._check_room(thread, len(messages) + reserve, messages)
             if thread is None:
                 thread = self._new_thread(thread_id, {})
             self._append(thread, messages, result=False)
@@ -395,7 +437,7 @@ class ThreadStore:
         with self._lock:
             thread = self._get(thread_id)
             messages = self._unknown(thread, messages)
-            self._check_room(thread, len(messages))
+            self._check_room(thread, len(messages), messages)
             self._append(thread, messages, result=False)
             return len(messages)
 
@@ -411,6 +453,10 @@ class ThreadStore:
                     seen.add(msg["id"])
         return out
 
+
+_MESSAGE_OVERHEAD = 320
+"""Bytes ``_check_room`` adds per message for what the store adds (``id``, ``created_at``,
+``thread_id`` of up to 128 characters, and their keys), so a check before storing errs high, never low."""
 
 _MESSAGE_KEYS = (
     "id",
