@@ -2,7 +2,7 @@
 
 Job: hold every endpoint as data (``api.Route`` records gathered from one module per area:
 ``langbase``, ``memory``, ``tools``, ``openai``, ``frontends`` for the other chat backends' wire
-formats, and ``mock`` for the mock's own endpoints), find the route for a method and path, apply the route's auth
+formats, ``mock`` for the mock's own endpoints and ``contract`` for ``GET /openapi.json``), find the route for a method and path, apply the route's auth
 rule, call it, and turn any error into a JSON response in the route's own error shape. No I/O:
 ``dispatch`` takes an ``api.Request`` and returns an ``api`` response value, so every route can
 be exercised without a socket.
@@ -19,13 +19,13 @@ from api import (
     DOMAIN_ERRORS, ApiError, App, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
     Response, Route, Unauthorized, domain_error,
 )
-from routes import frontends, hosts, langbase, memory, mock, openai, tools
+from routes import contract, frontends, hosts, langbase, memory, mock, openai, tools
 
 __all__ = ["ROUTES", "resolve", "dispatch", "error_response", "error_style_for", "check_auth", "check_cross_site"]
 
 log = logging.getLogger(__name__)
 
-ROUTES: List[Route] = (mock.ROUTES + langbase.ROUTES + memory.ROUTES + tools.ROUTES + openai.ROUTES
+ROUTES: List[Route] = (mock.ROUTES + contract.ROUTES + langbase.ROUTES + memory.ROUTES + tools.ROUTES + openai.ROUTES
                       + frontends.ROUTES)
 """Every endpoint, in matching order."""
 
