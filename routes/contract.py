@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 import scenario
+from routes import frontends
 from api import SERVICE, VERSION, App, JsonResponse, Request, Response, Route, route
 
 __all__ = ["ROUTES", "SCHEMAS", "document"]
@@ -150,9 +151,11 @@ SCHEMAS: Dict[Tuple[str, str], Dict[str, Any]] = {
                             "scenario": True},
     ("POST", "/api/stream"): {"summary": "Message-lifecycle events", "stream": True, "scenario": True},
     ("GET", "/api/events"): {"summary": "EventSource stream with resume", "stream": True, "scenario": True,
-                             "204": True},
-    ("GET", "/events"): {"summary": "EventSource message stream", "stream": True, "scenario": True, "204": True},
-    ("GET", "/hello"): {"summary": "EventSource message stream", "stream": True, "scenario": True, "204": True},
+                             "204": True, "query": True},
+    ("GET", "/events"): {"summary": "EventSource message stream", "stream": True, "scenario": True, "204": True,
+                         "query": True},
+    ("GET", "/hello"): {"summary": "EventSource message stream", "stream": True, "scenario": True, "204": True,
+                        "query": True},
     ("POST", "/api/generate"): {"summary": "Start a resumable token generation", "scenario": True, "status": "202",
                                 "body": _obj(("sessionId", "chatMessageId"), sessionId=_STR, chatMessageId=_STR),
                                 "200": _obj(("sessionId", "chatMessageId", "status", "stream"), status=_STR)},
@@ -167,7 +170,9 @@ SCHEMAS: Dict[Tuple[str, str], Dict[str, Any]] = {
 absent: any JSON), answered with ``status`` (default ``"200"``); ``204`` (true: may also
 answer 204, no body: a stream already delivered in full); ``stream`` (true: may answer ``text/event-stream`` instead, e.g. with
 ``stream: true``); ``scenario`` (true: ``X-Mock-*`` headers apply); ``thread_header`` (the answer
-carries ``lb-thread-id``)."""
+carries ``lb-thread-id``); ``query`` (an ``EventSource`` route: ``prompt``, ``payload`` and every
+scenario setting may come in the query string, as a browser's ``EventSource`` cannot send
+headers)."""
 
 
 def setting_schema(setting: scenario.Setting, header: bool = False) -> dict:
@@ -221,6 +226,11 @@ def _operation(r: Route, spec: Dict[str, Any]) -> dict:
               for name in r.pattern.groupindex]
     if spec.get("scenario"):
         params += [{"$ref": "#/components/parameters/%s" % _header_name(name)} for name in scenario.SETTINGS]
+    if spec.get("query"):
+        params += [{"name": "prompt", "in": "query", "schema": _STR},
+                   {"name": "payload", "in": "query", "schema": {"enum": list(frontends.EVENTSOURCE_PAYLOADS)}}]
+        params += [{"name": name, "in": "query", "schema": setting_schema(s, header=True)}
+                   for name, s in scenario.SETTINGS.items()]
     if params:
         op["parameters"] = params
     if spec.get("204"):
