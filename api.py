@@ -23,7 +23,7 @@ from urllib.parse import parse_qs
 
 import formats
 import pipes
-from threads import InvalidRequest, StoreFull, ThreadExists, ThreadNotFound, check_thread_id
+from threads import InvalidRequest, StoreBusy, StoreFull, ThreadExists, ThreadNotFound, check_thread_id
 
 __all__ = [
     "SERVICE", "VERSION", "Request", "JsonResponse", "StreamResponse", "EmptyResponse", "Response",
@@ -254,7 +254,8 @@ class HeadersTooLarge(ApiError):
 
 
 class ServiceUnavailable(ApiError):
-    """503 ``SERVICE_UNAVAILABLE``: the server is at its connection cap."""
+    """503 ``SERVICE_UNAVAILABLE``: the server is at its connection cap, or its ``--db`` file
+    stayed locked by another process."""
 
     status, code = 503, "SERVICE_UNAVAILABLE"
 
@@ -270,7 +271,7 @@ class MockFault(ApiError):
         self.explicit_code = explicit_code
 
 
-DOMAIN_ERRORS = (InvalidRequest, ThreadNotFound, ThreadExists, StoreFull)
+DOMAIN_ERRORS = (InvalidRequest, ThreadNotFound, ThreadExists, StoreFull, StoreBusy)
 """The ``threads`` errors routes let through; ``domain_error`` maps each to its API error."""
 
 
@@ -286,6 +287,8 @@ def domain_error(exc: Exception) -> ApiError:
         return Conflict("A thread with id %r already exists." % exc.thread_id)
     if isinstance(exc, StoreFull):
         return UsageExceeded(str(exc))
+    if isinstance(exc, StoreBusy):
+        return ServiceUnavailable(str(exc), headers=[("Retry-After", "1")])
     raise TypeError("not a domain error: %r" % (exc,))
 
 

@@ -42,6 +42,7 @@ from pipes import (
     reply_events,
 )
 from sse import dumps_compact, encode_event
+from stores import MAX_MODEL_CHARS
 from threads import ROLES, InvalidRequest, check_thread_id, parse_messages
 
 __all__ = [
@@ -342,6 +343,15 @@ def _optional_string(body: dict, key: str) -> Optional[str]:
     return value
 
 
+def _optional_model(body: dict) -> Optional[str]:
+    """``body["model"]``: None, or a non-empty string of at most ``stores.MAX_MODEL_CHARS``
+    characters (it is repeated in every chunk, so every route has the same bound)."""
+    value = _optional_string(body, "model")
+    if value is not None and len(value) > MAX_MODEL_CHARS:
+        raise InvalidRequest("model must be at most %d characters" % MAX_MODEL_CHARS, "model")
+    return value
+
+
 def parse_chat_completion(body: Any) -> Tuple[RunRequest, str, bool]:
     """Validate an OpenAI ``POST /v1/chat/completions`` body: ``model`` (required string),
     ``messages`` (required, non-empty; roles ``OPENAI_ROLES``), ``stream``,
@@ -352,7 +362,7 @@ def parse_chat_completion(body: Any) -> Tuple[RunRequest, str, bool]:
         InvalidRequest: naming the first bad field (OpenAI's ``param``).
     """
     body = _require_object(body)
-    model = _optional_string(body, "model")
+    model = _optional_model(body)
     if model is None:
         raise InvalidRequest("you must provide a model parameter", "model")
     if not body.get("messages"):
@@ -376,7 +386,7 @@ def parse_lobe_chat(body: Any) -> Tuple[RunRequest, Optional[str]]:
     """Validate a Lobe Chat ``POST /api/chat`` body ``{messages, model?, stream?, tools?}``
     (roles ``OPENAI_ROLES``). Returns ``(request, model)``. Raises ``InvalidRequest``."""
     body = _require_object(body)
-    model = _optional_string(body, "model")
+    model = _optional_model(body)
     if "messages" not in body:
         raise InvalidRequest("messages is required", "messages")
     request = parse_run_request(
@@ -442,7 +452,7 @@ def parse_lifecycle(body: Any) -> Tuple[RunRequest, Optional[str], str, List[dic
         InvalidRequest: naming the first bad field.
     """
     body = _require_object(body)
-    model = _optional_string(body, "model")
+    model = _optional_model(body)
     if model is None:
         raise InvalidRequest("model is required (a non-empty string, e.g. \"llama2\")", "model")
     chat_id = body.get("chatId")

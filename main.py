@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import socketserver
+import sqlite3
 import sys
 import threading
 import time
@@ -40,6 +41,7 @@ from memory import MemoryStore
 from pacer import Connection, Pacer
 import scenario
 import stores
+from sqlite_store import SqliteThreadStore
 from threads import InvalidRequest, ThreadStore, new_uuid4
 
 __all__ = ["Settings", "Server", "parse_args", "make_server", "exposure_warning", "main"]
@@ -65,8 +67,12 @@ class Settings:
     ``keep_alive_timeout`` (an idle connection between requests) and ``write_timeout`` (a
     client that stops reading its response), ``max_connections`` (open connections; more are
     answered 503), ``max_reply_chars`` (a reply's length after its variables are filled in),
-    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and
-    ``max_messages`` (store bounds), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
+    ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads``,
+    ``max_messages`` and ``max_thread_bytes`` (thread store bounds: threads, messages per
+    thread, bytes of messages and metadata over all threads), ``allowed_hosts`` (tuple of
+    extra ``Host`` names a loopback-bound server answers, ``("*",)`` for any: see
+    ``routes.hosts``), ``db`` (path of the SQLite file that keeps threads and messages, or None:
+in memory), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
     bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how
     long an uploaded memory document takes to go from ``queued`` to ``completed``),
     ``max_memories``, ``max_documents`` and ``max_memory_bytes`` (memory store bounds:
@@ -96,6 +102,9 @@ class Settings:
     max_run_log_bytes: int = 64 * 1024 * 1024
     max_threads: int = 100_000
     max_messages: int = 10_000
+    max_thread_bytes: int = 256 * 1024 * 1024
+    allowed_hosts: Tuple[str, ...] = ()
+    db: Optional[str] = None
     max_pipes: int = 1000
     max_pipe_bytes: int = 16 * 1024 * 1024
     memory_processing_seconds: float = 1.5
@@ -266,6 +275,17 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
     a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
       help="most messages per thread (default 10000) [LB_MOCK_MAX_MESSAGES]")
+    a("--max-thread-bytes", type=_positive_int, default=default("LB_MOCK_MAX_THREAD_BYTES", str(256 << 20)),
+      help="most bytes of thread messages and metadata kept, all threads together (as compact UTF-8 "
+           "JSON); a write past it is 403 USAGE_EXCEEDED and stores nothing (default 268435456) "
+           "[LB_MOCK_MAX_THREAD_BYTES]")
+    a("--db", metavar="FILE", default=default("LB_MOCK_DB", "") or None,
+      help="keep threads and messages in this SQLite file (created if missing; WAL mode), so they "
+           "survive restarts and several servers can share them; default: in memory [LB_MOCK_DB]")
+    a("--allowed-hosts", default=default("LB_MOCK_ALLOWED_HOSTS", ""), metavar="NAMES",
+      help="comma-separated Host names (without port) a server bound to a loopback address also "
+           "answers; others get 403, which stops DNS rebinding. Default: only localhost, 127.0.0.1 "
+           "and [::1]; '*' turns the check off [LB_MOCK_ALLOWED_HOSTS]")
     a("--max-pipes", type=_positive_int, default=default("LB_MOCK_MAX_PIPES", "1000"),
       help="most pipes kept in memory (POST /v1/pipes); more is 403 USAGE_EXCEEDED (default 1000) "
            "[LB_MOCK_MAX_PIPES]")
@@ -346,6 +366,9 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_run_log_bytes=int(ns.max_run_log_bytes),
         max_threads=int(ns.max_threads),
         max_messages=int(ns.max_messages),
+        max_thread_bytes=int(ns.max_thread_bytes),
+        db=ns.db,
+        allowed_hosts=tuple(h.strip().lower() for h in ns.allowed_hosts.split(",") if h.strip()),
         max_pipes=int(ns.max_pipes),
         max_pipe_bytes=int(ns.max_pipe_bytes),
         memory_processing_seconds=float(ns.memory_processing_seconds),
@@ -356,6 +379,16 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         log_level=ns.log_level,
         mock=tuple(mock.items()),
     )
+
+
+def _thread_store(settings: Settings, clock: Callable[[], float], new_id: Callable[[], str]) -> ThreadStore:
+    """The thread store ``settings`` ask for: in memory, or in the SQLite file ``settings.db``
+    (``sqlite_store``; raises ``sqlite3.Error`` or ``ValueError`` if it cannot be opened)."""
+    bounds = dict(clock=clock, new_id=new_id, max_threads=settings.max_threads,
+                  max_messages=settings.max_messages, max_bytes=settings.max_thread_bytes)
+    if settings.db:
+        return SqliteThreadStore(settings.db, **bounds)
+    return ThreadStore(**bounds)
 
 
 class Server(ThreadingHTTPServer):
@@ -388,8 +421,7 @@ class Server(ThreadingHTTPServer):
         self.pacer = Pacer(write_timeout=settings.write_timeout, max_connections=settings.max_connections)
         self.app = App(
             settings,
-            store or ThreadStore(clock=clock, new_id=new_id,
-                                 max_threads=settings.max_threads, max_messages=settings.max_messages),
+            store or _thread_store(settings, clock, new_id),
             pipes.RunLog(max_bytes=settings.max_run_log_bytes), formats.TokenBroker(time.monotonic), clock, new_id, time.monotonic(),
             lambda: {"open_streams": self.pacer.open_streams, "connections": self.pacer.connections},
         )
@@ -405,7 +437,13 @@ class Server(ThreadingHTTPServer):
         self._serving = False
         self._stopped = False
         self._life = threading.Lock()  # orders serve_forever and stop, whichever comes first
-        super().__init__((settings.host, settings.port), BaseHTTPRequestHandler, bind_and_activate=True)
+        try:
+            super().__init__((settings.host, settings.port), BaseHTTPRequestHandler, bind_and_activate=True)
+        except BaseException:
+            close = getattr(self.store, "close", None)
+            if close is not None:
+                close()
+            raise
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), which can stall for seconds.
@@ -441,6 +479,9 @@ class Server(ThreadingHTTPServer):
         if serving:
             self.pacer.stop(drain_seconds)
         self.server_close()
+        close = getattr(self.store, "close", None)
+        if close is not None:  # the SQLite store: checkpoint and close the file
+            close()
 
 
 def make_server(settings: Settings, **kwargs) -> Server:
@@ -461,7 +502,8 @@ def banner(server: Server) -> str:
         "  delay %gs between chunks, seed %d, %d replies, model %s, auth %s, threads %s"
         % (s.delay, s.seed, len(s.replies), s.model,
            "required" if s.api_key else "optional",
-           "strict" if s.strict_threads else "created on first use"),
+           ("strict" if s.strict_threads else "created on first use")
+           + (" and kept in %s" % s.db if s.db else "")),
         "  up to %d connections; deadlines: head %gs, body %gs, keep-alive %gs, unread reply %gs"
         % (s.max_connections, s.head_timeout, s.body_timeout, s.keep_alive_timeout, s.write_timeout),
     ]
@@ -485,6 +527,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     try:
         server = make_server(settings)
+    except (sqlite3.Error, ValueError) as exc:
+        print("error: cannot use --db %s: %s" % (settings.db, exc), file=sys.stderr)
+        return 1
     except OSError as exc:
         print("error: cannot listen on %s:%d: %s (try --port 0 for a free port)"
               % (settings.host, settings.port, exc.strerror or exc), file=sys.stderr)

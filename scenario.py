@@ -22,6 +22,7 @@ import math
 import random
 import re
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
+from urllib.parse import unquote
 
 from pipes import TextDelta, tokenize
 from steps import Close, Step, Wait, Write
@@ -316,23 +317,37 @@ def body_layer(value: Any) -> Dict[str, Any]:
 
 def header_layer(headers: Iterable[Tuple[str, str]]) -> Dict[str, Any]:
     """Read ``X-Mock-<Setting>`` headers (``X-Mock-Line-Ending: crlf``; case-insensitive, ``-``
-    for ``_``) into a validated layer. A value's bytes are read as UTF-8 (``X-Mock-Reply-Text:
-    Grüße`` as curl sends it). Raises ``InvalidRequest`` as ``parse_layer`` does, and for a
-    value that is not UTF-8."""
+    for ``_``) into a validated layer.
+
+    Text beyond ASCII arrives one of two ways, both UTF-8: as raw UTF-8 bytes (``X-Mock-Reply-Text:
+    Grüße`` as curl sends it), or, for clients that can only send ASCII (a browser's ``fetch``
+    refuses other characters), as an RFC 8187 extended value: ``UTF-8''`` then the UTF-8 bytes
+    percent-encoded (``X-Mock-Reply-Text: UTF-8''Gr%C3%BC%C3%9Fe``; the charset name is
+    case-insensitive, an empty language tag between the quotes is allowed). Raises
+    ``InvalidRequest`` as ``parse_layer`` does, and for bytes or escapes that are not UTF-8,
+    saying how to send them."""
     out: Dict[str, Any] = {}
     for key, value in headers:
         lower = key.lower()
         if lower.startswith("x-mock-"):
             name = lower[len("x-mock-"):].replace("-", "_")
-            if not value.isascii():
-                try:  # http.server hands over the raw bytes as Latin-1 text
+            try:
+                match = _EXT_VALUE_RE.fullmatch(value)
+                if match:
+                    value = unquote(match.group(1), errors="strict")
+                elif not value.isascii():  # http.server hands over the raw bytes as Latin-1 text
                     value = value.encode("latin-1").decode("utf-8")
-                except UnicodeError:
-                    raise InvalidRequest("%s header: the value is not UTF-8; send UTF-8 bytes, or put "
-                                         "the setting in the body's mock object." % key, name) from None
+            except UnicodeError:
+                raise InvalidRequest("%s header: the value is not UTF-8; send UTF-8 bytes, or the RFC 8187 "
+                                     "form UTF-8''<percent-encoded UTF-8>, or put the setting in the body's "
+                                     "mock object." % key, name) from None
             out.update(parse_layer({name: value}, "%s header" % key, from_text=True))
     return out
 
+
+_EXT_VALUE_RE = re.compile(r"(?i:utf-8)'[A-Za-z0-9-]{0,35}'((?:[A-Za-z0-9!#$&+.^_`|~-]|%[0-9A-Fa-f]{2})*)")
+"""An RFC 8187 ``ext-value`` in UTF-8: ``UTF-8'<language>'<value-chars>``; group 1 is the
+percent-encoded value."""
 
 _BUILT: Dict[tuple, Scenario] = {}
 _BUILT_LIMIT = 256

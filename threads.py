@@ -1,6 +1,7 @@
 """The thread and message store, and the validation of message objects.
 
-Job: keep Langbase threads and their messages in memory, safely for many handler threads at
+Job: keep Langbase threads and their messages (in memory here; in a file with
+``sqlite_store``), safely for many handler threads at
 once, with the object shapes of the Langbase Threads API (thread object and message object,
 timestamps in Unix seconds). It knows nothing about HTTP: it raises the domain errors below and
 the HTTP layer maps them to statuses. It must not import ``http.server`` or any other module of
@@ -9,11 +10,13 @@ this project.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import os
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 __all__ = [
     "ROLES",
@@ -21,6 +24,7 @@ __all__ = [
     "ThreadNotFound",
     "ThreadExists",
     "StoreFull",
+    "StoreBusy",
     "ThreadStore",
     "parse_messages",
     "parse_metadata",
@@ -70,6 +74,11 @@ class ThreadExists(ValueError):
 
 class StoreFull(RuntimeError):
     """A store bound (threads, or messages per thread) would be exceeded; nothing was written."""
+
+
+class StoreBusy(RuntimeError):
+    """The store's file stayed locked by another process for longer than its busy timeout;
+    nothing was written (``sqlite_store``)."""
 
 
 def new_uuid4() -> str:
@@ -194,14 +203,29 @@ def parse_messages(
     return out
 
 
-class _Thread:
-    __slots__ = ("id", "created_at", "metadata", "messages")
+def stored_bytes(value: Any) -> int:
+    """The size, in bytes, that ``value`` (JSON-shaped: a message or a metadata map) counts
+    against ``--max-thread-bytes``: its compact JSON encoding in UTF-8. The objects in memory
+    are larger; the bound is on what clients sent, which they can reason about."""
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
-    def __init__(self, thread_id: str, created_at: int, metadata: Dict[str, str]) -> None:
+
+class _Thread:
+    """A stored thread: ``id``, ``created_at`` (int seconds), ``metadata`` (string map),
+    ``messages`` (stored message dicts, oldest first; only the in-memory store keeps them here),
+    ``count`` (messages stored) and ``bytes`` (metadata and messages, as ``stored_bytes``
+    counts them)."""
+
+    __slots__ = ("id", "created_at", "metadata", "messages", "count", "bytes")
+
+    def __init__(self, thread_id: str, created_at: int, metadata: Dict[str, str], count: int = 0,
+                 size: Optional[int] = None) -> None:
         self.id = thread_id
         self.created_at = created_at
         self.metadata = metadata
         self.messages: List[dict] = []
+        self.count = count
+        self.bytes = stored_bytes(metadata) if size is None else size
 
     def as_object(self) -> dict:
         return {
@@ -213,7 +237,9 @@ class _Thread:
 
 
 class ThreadStore:
-    """In-memory Langbase threads and messages.
+    """Langbase threads and messages, in memory; ``sqlite_store.SqliteThreadStore`` keeps them in
+    a file with exactly this behaviour (this class holds the rules, a backend the few primitive
+    reads and writes it overrides).
 
     Thread object (Langbase Threads API): ``{"id": str, "object": "thread",
     "created_at": int seconds, "metadata": {str: str}}``. Message object: ``{"id": "msg_…",
@@ -221,12 +247,15 @@ class ThreadStore:
     "name": str|None, "tool_call_id": str|None, "tool_calls": list, "attachments": list,
     "metadata": dict}``.
 
-    Thread safety: every public method takes one lock once, so each call is atomic (an append
-    of several messages is never interleaved with another append to the same thread); values
-    passed in and returned are copies, so callers can never change stored data by accident.
+    Thread safety: every public method is one transaction (``_transaction``), so each call is
+    atomic (an append of several messages is never interleaved with another append to the same
+    thread); values passed in and returned are copies, so callers can never change stored data
+    by accident.
 
-    Bounds: at most ``max_threads`` threads and ``max_messages`` messages per thread; a call
-    that would exceed either raises ``StoreFull`` and writes nothing.
+    Bounds: at most ``max_threads`` threads, ``max_messages`` messages per thread and
+    ``max_bytes`` bytes of messages and metadata over all threads (as ``stored_bytes`` counts
+    them: compact UTF-8 JSON of what the client sent); a call that would exceed any of them
+    raises ``StoreFull`` and writes nothing. Deleting a thread gives its bytes back.
 
     Args:
         clock: returns the current time in seconds (float); stored as ``int`` seconds.
@@ -241,39 +270,102 @@ class ThreadStore:
         new_id: Callable[[], str] = new_uuid4,
         max_threads: int = 100_000,
         max_messages: int = 10_000,
+        max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._clock = clock
         self._new_id = new_id
         self._max_threads = max_threads
         self._max_messages = max_messages
+        self._max_bytes = max_bytes
         self._lock = threading.Lock()
         self._threads: Dict[str, _Thread] = {}
+        self._bytes = 0
+
+    # --- primitives: what a backend overrides (caller is inside ``_transaction``) -------------
+
+    @contextlib.contextmanager
+    def _transaction(self, write: bool) -> Iterator[None]:
+        """One atomic unit of reads (and, with ``write``, writes)."""
+        with self._lock:
+            yield
+
+    def _find(self, thread_id: str) -> Optional[_Thread]:
+        return self._threads.get(thread_id)
+
+    def _thread_count(self) -> int:
+        return len(self._threads)
+
+    def _used_bytes(self) -> int:
+        return self._bytes
+
+    def _insert_thread(self, thread: _Thread) -> None:
+        self._threads[thread.id] = thread
+        self._bytes += thread.bytes
+
+    def _set_metadata(self, thread: _Thread, metadata: Dict[str, str], grow: int) -> None:
+        thread.metadata = metadata
+        thread.bytes += grow
+        self._bytes += grow
+
+    def _remove_thread(self, thread: _Thread) -> None:
+        del self._threads[thread.id]
+        self._bytes -= thread.bytes
+
+    def _insert_messages(self, thread: _Thread, stored: List[dict], size: int) -> None:
+        thread.messages.extend(stored)
+        thread.count += len(stored)
+        thread.bytes += size
+        self._bytes += size
+
+    def _messages(self, thread: _Thread) -> List[dict]:
+        """Copies of the thread's stored messages, oldest first."""
+        return _copy_json(thread.messages)
+
+    def _message_ids(self, thread: _Thread) -> set:
+        return {m["id"] for m in thread.messages}
+
+    # --- the rules --------------------------------------------------------------------------
 
     def __len__(self) -> int:
         """Number of threads stored."""
-        with self._lock:
-            return len(self._threads)
+        with self._transaction(False):
+            return self._thread_count()
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of messages and metadata stored, as ``stored_bytes`` counts them."""
+        with self._transaction(False):
+            return self._used_bytes()
 
     def _now(self) -> int:
         return int(self._clock())
 
     def _new_thread(self, thread_id: Optional[str], metadata: Dict[str, str]) -> _Thread:
-        # Caller holds the lock.
-        if len(self._threads) >= self._max_threads:
+        if self._thread_count() >= self._max_threads:
             raise StoreFull(
                 "the thread store is full (%d threads); delete threads or restart the server "
                 "with a larger --max-threads" % self._max_threads
             )
         thread = _Thread(thread_id or self._new_id(), self._now(), dict(metadata))
-        self._threads[thread.id] = thread
+        self._check_bytes(thread.bytes)
+        self._insert_thread(thread)
         return thread
 
+    def _check_bytes(self, more: int) -> None:
+        used = self._used_bytes()
+        if used + more > self._max_bytes:
+            raise StoreFull(
+                "the thread store is full (%d of %d bytes of messages and metadata in use, %d more "
+                "asked); delete threads or restart the server with a larger --max-thread-bytes"
+                % (used, self._max_bytes, more)
+            )
+
     def _append(self, thread: _Thread, messages: List[dict], result: bool = True) -> List[dict]:
-        # Caller holds the lock and has checked the bound. Returns copies of the stored
-        # messages when ``result`` is true (else an empty list). A message may bring its own
-        # ``id`` and ``created_at``; otherwise they are made here.
+        # The bounds are checked. Returns copies of the stored messages when ``result`` is true
+        # (else an empty list). A message may bring its own ``id`` and ``created_at``;
+        # otherwise they are made here.
         now = self._now()
-        created = []
+        stored_list, size = [], 0
         for msg in messages:
             stored = {
                 "id": msg.get("id") or "msg_" + self._new_id().replace("-", ""),
@@ -282,18 +374,26 @@ class ThreadStore:
             }
             for key in _MESSAGE_KEYS[3:]:
                 stored[key] = _copy_json(msg[key])
-            thread.messages.append(stored)
-            if result:
-                created.append(_copy_json(stored))
-        return created
+            stored_list.append(stored)
+            size += stored_bytes(stored)
+        self._insert_messages(thread, stored_list, size)
+        return _copy_json(stored_list) if result else []
 
-    def _check_room(self, thread: Optional[_Thread], count: int) -> None:
-        have = len(thread.messages) if thread else 0
+    def _check_room(self, thread: Optional[_Thread], count: int, messages: List[dict] = (),
+                    metadata: Optional[Dict[str, str]] = None) -> None:
+        # ``count`` messages more must fit in ``thread`` (None: a new one), and ``messages``
+        # (with ``metadata`` of a new thread) in the byte bound; an estimate that errs high by
+        # the id, timestamps and thread id of each message.
+        have = thread.count if thread else 0
         if have + count > self._max_messages:
             raise StoreFull(
                 "thread would exceed %d messages; start a new thread or restart the server "
                 "with a larger --max-messages" % self._max_messages
             )
+        more = sum(stored_bytes(m) + _MESSAGE_OVERHEAD for m in messages)
+        if thread is None:
+            more += stored_bytes(metadata or {})
+        self._check_bytes(more)
 
     def create(
         self,
@@ -309,21 +409,21 @@ class ThreadStore:
             ThreadExists: ``thread_id`` is taken.
             StoreFull: a bound would be exceeded.
         """
-        with self._lock:
-            if thread_id is not None and thread_id in self._threads:
+        with self._transaction(True):
+            if thread_id is not None and self._find(thread_id) is not None:
                 raise ThreadExists(thread_id)
-            self._check_room(None, len(messages or ()))
+            self._check_room(None, len(messages or ()), messages or (), metadata)
             thread = self._new_thread(thread_id, metadata or {})
             self._append(thread, messages or [], result=False)
             return thread.as_object()
 
     def get(self, thread_id: str) -> dict:
         """Return the thread object. Raises ``ThreadNotFound``."""
-        with self._lock:
+        with self._transaction(False):
             return self._get(thread_id).as_object()
 
     def _get(self, thread_id: str) -> _Thread:
-        thread = self._threads.get(thread_id)
+        thread = self._find(thread_id)
         if thread is None:
             raise ThreadNotFound(thread_id)
         return thread
@@ -331,33 +431,36 @@ class ThreadStore:
     def update(self, thread_id: str, metadata: Dict[str, str]) -> dict:
         """Merge ``metadata`` into the thread's (keys added or overwritten, others kept).
 
-        Returns the updated thread object. Raises ``ThreadNotFound``.
+        Returns the updated thread object. Raises ``ThreadNotFound``, or ``StoreFull`` (nothing
+        changed) when the larger map would pass the byte bound.
         """
-        with self._lock:
+        with self._transaction(True):
             thread = self._get(thread_id)
-            thread.metadata.update(metadata)
+            merged = dict(thread.metadata, **metadata)
+            grow = stored_bytes(merged) - stored_bytes(thread.metadata)
+            self._check_bytes(grow)
+            self._set_metadata(thread, merged, grow)
             return thread.as_object()
 
     def delete(self, thread_id: str) -> None:
         """Delete the thread and its messages. Raises ``ThreadNotFound``."""
-        with self._lock:
-            self._get(thread_id)
-            del self._threads[thread_id]
+        with self._transaction(True):
+            self._remove_thread(self._get(thread_id))
 
     def append(self, thread_id: str, messages: List[dict]) -> List[dict]:
         """Append ``messages`` (from ``parse_messages``) to an existing thread, in order.
 
         Returns the created message objects. Raises ``ThreadNotFound`` or ``StoreFull``.
         """
-        with self._lock:
+        with self._transaction(True):
             thread = self._get(thread_id)
-            self._check_room(thread, len(messages))
+            self._check_room(thread, len(messages), messages)
             return self._append(thread, messages)
 
     def list_messages(self, thread_id: str) -> List[dict]:
         """Return the thread's message objects, oldest first. Raises ``ThreadNotFound``."""
-        with self._lock:
-            return _copy_json(self._get(thread_id).messages)
+        with self._transaction(False):
+            return self._messages(self._get(thread_id))
 
     def record_run(
         self, thread_id: Optional[str], messages: List[dict], create_missing: bool,
@@ -375,13 +478,13 @@ class ThreadStore:
             ThreadNotFound: the id is unknown and ``create_missing`` is false.
             StoreFull: a bound would be exceeded; nothing is stored.
         """
-        with self._lock:
-            thread = self._threads.get(thread_id) if thread_id is not None else None
+        with self._transaction(True):
+            thread = self._find(thread_id) if thread_id is not None else None
             if thread is None and thread_id is not None and not create_missing:
                 raise ThreadNotFound(thread_id)
             if skip_known_ids:
                 messages = self._unknown(thread, messages)
-            self._check_room(thread, len(messages) + reserve)
+            self._check_room(thread, len(messages) + reserve, messages)
             if thread is None:
                 thread = self._new_thread(thread_id, {})
             self._append(thread, messages, result=False)
@@ -392,17 +495,16 @@ class ThreadStore:
         without an id always), in order. Returns how many were stored.
 
         Raises ``ThreadNotFound`` or ``StoreFull`` (nothing stored)."""
-        with self._lock:
+        with self._transaction(True):
             thread = self._get(thread_id)
             messages = self._unknown(thread, messages)
-            self._check_room(thread, len(messages))
+            self._check_room(thread, len(messages), messages)
             self._append(thread, messages, result=False)
             return len(messages)
 
-    @staticmethod
-    def _unknown(thread: Optional[_Thread], messages: List[dict]) -> List[dict]:
-        # Caller holds the lock. The messages whose id is new to the thread and to the list.
-        seen = {m["id"] for m in thread.messages} if thread else set()
+    def _unknown(self, thread: Optional[_Thread], messages: List[dict]) -> List[dict]:
+        # The messages whose id is new to the thread and to the list.
+        seen = self._message_ids(thread) if thread else set()
         out = []
         for msg in messages:
             if msg.get("id") is None or msg["id"] not in seen:
@@ -411,6 +513,10 @@ class ThreadStore:
                     seen.add(msg["id"])
         return out
 
+
+_MESSAGE_OVERHEAD = 320
+"""Bytes ``_check_room`` adds per message for what the store adds (``id``, ``created_at``,
+``thread_id`` of up to 128 characters, and their keys), so a check before storing errs high, never low."""
 
 _MESSAGE_KEYS = (
     "id",

@@ -101,7 +101,7 @@ async def zero_delay_any_route(port: int, rng: random.Random) -> None:
     route = rng.choice([("POST", "/v1/pipes/run", run_body(rng)),
                         ("POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": HI}),
                         ("POST", "/api/chat", {"messages": HI}),
-                        ("POST", "/api/stream", {"messages": HI}),
+                        ("POST", "/api/stream", {"model": "llama2", "messages": HI}),
                         ("GET", "/api/events?prompt=Hello&delay=0", None)])
     method, path, body = route
     status, data = await exchange(port, request(method, path, body, {"X-Mock-Delay": "0"}))

@@ -2,7 +2,8 @@
 
 Job: hold every endpoint as data (``api.Route`` records gathered from one module per area:
 ``langbase``, ``memory``, ``tools``, ``openai``, ``frontends`` for the other chat backends' wire
-formats, ``mock`` for the mock's own endpoints and ``playground`` for the browser page), find the route for a method and path, apply the route's auth
+formats, ``mock`` for the mock's own endpoints, ``contract`` for ``GET /openapi.json`` and
+``playground`` for the browser page), find the route for a method and path, apply the route's auth
 rule, call it, and turn any error into a JSON response in the route's own error shape. No I/O:
 ``dispatch`` takes an ``api.Request`` and returns an ``api`` response value, so every route can
 be exercised without a socket.
@@ -19,14 +20,14 @@ from api import (
     DOMAIN_ERRORS, ApiError, App, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
     Response, Route, Unauthorized, domain_error,
 )
-from routes import frontends, langbase, memory, mock, openai, playground, tools
+from routes import contract, frontends, hosts, langbase, memory, mock, openai, playground, tools
 
 __all__ = ["ROUTES", "resolve", "dispatch", "error_response", "error_style_for", "check_auth", "check_cross_site"]
 
 log = logging.getLogger(__name__)
 
-ROUTES: List[Route] = (mock.ROUTES + langbase.ROUTES + memory.ROUTES + tools.ROUTES + openai.ROUTES
-                      + frontends.ROUTES + playground.ROUTES)
+ROUTES: List[Route] = (mock.ROUTES + contract.ROUTES + langbase.ROUTES + memory.ROUTES + tools.ROUTES
+                      + openai.ROUTES + frontends.ROUTES + playground.ROUTES)
 """Every endpoint, in matching order."""
 
 _STATIC: Dict[Tuple[str, str], Route] = {}
@@ -69,7 +70,8 @@ def check_cross_site(request: Request, cors_origins: Tuple[str, ...]) -> None:
     ``cors_origins`` or equal to this server's (``Host``, default ports and case aside, or
     ``Sec-Fetch-Site: same-origin``, which survives a dev server's proxy); and requests the
     browser preflighted, so that CORS has already said yes: those with a JSON or other
-    non-form type, with ``Authorization``, ``LB-LLM-Key`` or an ``X-`` header, or marked
+    non-form type, with ``Authorization``, ``LB-LLM-Key``, ``LB-WEB-SEARCH-KEY``,
+    ``LB-CRAWL-KEY`` or an ``X-`` header, or marked
     ``Sec-Fetch-Mode: cors``. With ``--cors-origins *`` (the default) that means any page may
     still send JSON; listing origins closes that too.
 
@@ -95,7 +97,7 @@ def check_cross_site(request: Request, cors_origins: Tuple[str, ...]) -> None:
                     "--cors-origins listing that origin." % (request.method, origin[:100], content_type or "missing"))
 
 
-_SCRIPT_ONLY = ("authorization", "lb-llm-key")
+_SCRIPT_ONLY = ("authorization", "lb-llm-key", "lb-web-search-key", "lb-crawl-key")
 """Headers a browser sends only when a script set them, which makes it preflight the request."""
 
 _UNSET_TOKENS = ("undefined", "null", "None")
@@ -182,6 +184,7 @@ def dispatch(app: App, request: Request) -> Response:
     its traceback and answered 500."""
     style = None
     try:
+        hosts.check_host(request, app.settings.host, app.settings.allowed_hosts)
         route, params = resolve(request.method, request.path)
         style = route.error_style
         request.params = params

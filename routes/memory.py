@@ -12,11 +12,11 @@ Every route requires the bearer key rules of ``--api-key`` except the signed upl
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Iterator, List, Optional, Tuple
 from urllib.parse import unquote
 
 import memory
+from routes import hosts
 from api import (
     App, BadRequest, Conflict, EmptyResponse, Forbidden, JsonResponse, NotFound, Request, Response, Route,
     object_body, route,
@@ -24,9 +24,6 @@ from api import (
 
 __all__ = ["ROUTES"]
 
-_HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251})?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
-"""A ``Host`` header safe to put in a signed URL: a name, an IPv4 address or a bracketed IPv6
-address, and an optional port."""
 MAX_RETRIEVE_MEMORIES = 10
 
 
@@ -82,7 +79,7 @@ def documents_upload_url(request: Request, app: App) -> Response:
     file_name = memory.check_document_name(data.get("fileName"), "fileName")
     meta = memory.check_meta(data.get("meta"))
     host = (request.headers.get("Host") or "").strip()
-    if not _HOST_RE.fullmatch(host):
+    if not hosts.HOST_RE.fullmatch(host):  # the same reading as the Host check
         raise BadRequest("A Host header naming this server is required to build the upload URL.")
     with _store_errors():
         token, _ = app.memory.new_upload(memory_name, file_name, meta)

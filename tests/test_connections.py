@@ -330,7 +330,7 @@ class FramingTest(SocketTestCase):
     def test_unknown_method_is_501(self):
         with RunningServer() as s:
             sock = self.open(s.port)
-            sock.sendall(b"BREW /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"BREW /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             self.assert_error_close(self.read_to_close(sock), 501, "NOT_IMPLEMENTED")
 
     def test_http10_request_gets_close_delimited_stream(self):
@@ -508,7 +508,7 @@ class AnsweredOnceTest(SocketTestCase):
             limits = Limits(0.3, 0.3, 0.3, 1 << 20)
             pacer.call_soon_threadsafe(lambda: pacer.adopt(
                 server_side, ("127.0.0.1", 1), lambda c: HttpConnection(c, s.server.app, limits, ("*",))))
-            client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             time.sleep(0.1)
             client.sendall(b"Bad header\r\n\r\nGET / HTTP/1.1\r\n")
             time.sleep(0.6)
@@ -569,7 +569,7 @@ class AnsweredOnceTest(SocketTestCase):
         with RunningServer(max_body_bytes=1000) as s:
             sock = self.open(s.port)
             try:
-                sock.sendall(b"POST /v1/threads HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\n"
+                sock.sendall(b"POST /v1/threads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000000\r\n\r\n"
                              + b"y" * 3_000_000)
             except OSError:
                 pass
@@ -602,7 +602,7 @@ class AnsweredOnceTest(SocketTestCase):
             sock.sendall(request_bytes("GET", "http://127.0.0.1/health"))
             self.assertEqual(ResponseReader(sock).read().status, 200)
             sock = self.open(s.port)  # a control character in the request line is a 400
-            sock.sendall(b"GET /he\x1balth HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.sendall(b"GET /he\x1balth HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             self.assert_error_close(self.read_to_close(sock), 400, "BAD_REQUEST")
             sock = self.open(s.port)  # "close" anywhere in Connection closes
             sock.sendall(request_bytes("GET", "/health", headers={"Connection": "keep-alive, close"}))

@@ -1,8 +1,14 @@
-"""Unit tests of the thread store and message validation (no HTTP)."""
+"""Unit tests of the thread store and message validation (no HTTP). ``ThreadStoreTest`` runs
+against the in-memory store; ``SqliteThreadStoreTest`` runs the same tests against the SQLite
+store (``--db``), so both backends must behave the same."""
 
+import os
+import shutil
+import tempfile
 import threading
 import unittest
 
+from sqlite_store import SqliteThreadStore
 from tests import support
 from threads import (
     InvalidRequest, StoreFull, ThreadExists, ThreadNotFound, ThreadStore, check_thread_id,
@@ -10,23 +16,25 @@ from threads import (
 )
 
 
-def store(**kwargs):
-    return ThreadStore(clock=lambda: 1700000000.9, new_id=support.FixedIds(), **kwargs)
-
-
 def user(text):
     return parse_messages([{"role": "user", "content": text}], thread=True)[0]
 
 
 class ThreadStoreTest(unittest.TestCase):
+    def make(self, **kwargs):
+        """A store of the backend under test (fixed clock and ids unless given)."""
+        kwargs.setdefault("clock", lambda: 1700000000.9)
+        kwargs.setdefault("new_id", support.FixedIds())
+        return ThreadStore(**kwargs)
+
     def test_create_returns_thread_object_seconds(self):
-        s = store()
+        s = self.make()
         self.assertEqual(s.create(metadata={"a": "1"}),
                          {"id": "00000000-0000-4000-8000-000000000001", "object": "thread",
                           "created_at": 1700000000, "metadata": {"a": "1"}})
 
     def test_create_duplicate_id_raises_and_keeps_original(self):
-        s = store()
+        s = self.make()
         s.create("t1", {"k": "v"}, [user("hi")])
         with self.assertRaises(ThreadExists):
             s.create("t1", {"k": "other"})
@@ -34,7 +42,7 @@ class ThreadStoreTest(unittest.TestCase):
         self.assertEqual(len(s.list_messages("t1")), 1)
 
     def test_message_object_shape(self):
-        s = store()
+        s = self.make()
         s.create("t1")
         (msg,) = s.append("t1", [user("hi")])
         self.assertEqual(msg, {"id": "msg_00000000000040008000000000000001", "created_at": 1700000000,
@@ -42,19 +50,19 @@ class ThreadStoreTest(unittest.TestCase):
                                "tool_call_id": None, "tool_calls": [], "attachments": [], "metadata": {}})
 
     def test_update_merges_metadata(self):
-        s = store()
+        s = self.make()
         s.create("t1", {"a": "1", "b": "2"})
         self.assertEqual(s.update("t1", {"b": "3", "c": "4"})["metadata"], {"a": "1", "b": "3", "c": "4"})
 
     def test_unknown_thread_raises_everywhere(self):
-        s = store()
+        s = self.make()
         for call in (lambda: s.get("x"), lambda: s.update("x", {}), lambda: s.delete("x"),
                      lambda: s.append("x", []), lambda: s.list_messages("x")):
             with self.assertRaises(ThreadNotFound):
                 call()
 
     def test_returned_values_are_copies(self):
-        s = store()
+        s = self.make()
         s.create("t1", {"a": "1"}, [user("hi")])
         s.get("t1")["metadata"]["a"] = "changed"
         s.list_messages("t1")[0]["content"] = "changed"
@@ -62,14 +70,14 @@ class ThreadStoreTest(unittest.TestCase):
         self.assertEqual(s.list_messages("t1")[0]["content"], "hi")
 
     def test_record_run_unknown_id_created_or_refused(self):
-        s = store()
+        s = self.make()
         self.assertEqual(s.record_run("kept-id", [user("a")], create_missing=True), "kept-id")
         with self.assertRaises(ThreadNotFound):
             s.record_run("other", [user("a")], create_missing=False)
         self.assertEqual(len(s), 1)
 
     def test_client_ids_kept_known_ids_skipped_and_room_reserved(self):
-        st = store(max_messages=4)
+        st = self.make(max_messages=4)
         a, b = dict(user("a"), id="m-a", created_at=5), dict(user("b"), id="m-b", created_at=None)
         st.record_run("t", [a, a, b], create_missing=True, reserve=1, skip_known_ids=True)
         self.assertEqual([(m["id"], m["created_at"]) for m in st.list_messages("t")], [("m-a", 5), ("m-b", 1700000000)])
@@ -79,7 +87,7 @@ class ThreadStoreTest(unittest.TestCase):
         self.assertEqual(len(st.list_messages("t")), 3)
 
     def test_bounds_refuse_without_writing(self):
-        s = store(max_threads=1, max_messages=2)
+        s = self.make(max_threads=1, max_messages=2)
         s.create("t1", messages=[user("a")])
         with self.assertRaises(StoreFull):
             s.create("t2")
@@ -91,7 +99,7 @@ class ThreadStoreTest(unittest.TestCase):
         self.assertEqual([m["content"] for m in s.list_messages("t1")], ["a"])
 
     def test_concurrent_appends_lose_nothing_and_stay_grouped(self):
-        s = ThreadStore()
+        s = self.make(clock=__import__("time").time, new_id=__import__("threads").new_uuid4)
         s.create("t1")
         workers, per_worker = 8, 200
 
@@ -109,6 +117,49 @@ class ThreadStoreTest(unittest.TestCase):
         self.assertEqual(len({m["id"] for m in s.list_messages("t1")}), len(contents))
         for a, b in zip(contents[::2], contents[1::2]):
             self.assertEqual((a[:-2], a[-1], b[-1]), (b[:-2], "a", "b"))
+
+
+    def test_byte_bound_counts_messages_and_metadata_and_delete_gives_them_back(self):
+        s = self.make(max_bytes=1000)
+        s.create("t1", {"k": "v"}, [user("x" * 300)])
+        used = s.bytes
+        self.assertGreater(used, 300)
+        with self.assertRaises(StoreFull):
+            s.append("t1", [user("y" * 700)])
+        with self.assertRaises(StoreFull):
+            s.update("t1", {"big": "z" * 900})
+        self.assertEqual((s.bytes, len(s.list_messages("t1")), s.get("t1")["metadata"]), (used, 1, {"k": "v"}))
+        s.delete("t1")
+        self.assertEqual((s.bytes, len(s)), (0, 0))
+
+
+class SqliteThreadStoreTest(ThreadStoreTest):
+    """Every test above, against ``sqlite_store.SqliteThreadStore`` on a fresh file."""
+
+    def make(self, **kwargs):
+        kwargs.setdefault("clock", lambda: 1700000000.9)
+        kwargs.setdefault("new_id", support.FixedIds())
+        directory = tempfile.mkdtemp(prefix="lb-mock-db-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        store = SqliteThreadStore(os.path.join(directory, "threads.db"), **kwargs)
+        self.addCleanup(store.close)
+        return store
+
+    def test_everything_survives_reopening(self):
+        directory = tempfile.mkdtemp(prefix="lb-mock-db-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "threads.db")
+        first = SqliteThreadStore(path, clock=lambda: 1700000000.0, new_id=support.FixedIds())
+        first.create("t1", {"a": "1"}, [user("hi"), dict(user("there"), id="m-2", created_at=7)])
+        first.record_run("t2", [user("x")], create_missing=True)
+        first.update("t1", {"b": "2"})
+        before = (first.get("t1"), first.list_messages("t1"), first.list_messages("t2"), len(first), first.bytes)
+        first.close()
+        second = SqliteThreadStore(path)
+        self.addCleanup(second.close)
+        self.assertEqual((second.get("t1"), second.list_messages("t1"), second.list_messages("t2"), len(second),
+                          second.bytes), before)
+        self.assertEqual(second.append_new("t1", [dict(user("again"), id="m-2")]), 0)
 
 
 class ValidationTest(unittest.TestCase):
