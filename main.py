@@ -32,7 +32,9 @@ try:
 except ImportError:  # not on Windows: descriptor limits are then left alone
     resource = None  # type: ignore[assignment]
 
+import fixtures
 import formats
+import journal
 import pipes
 from api import SERVICE, VERSION, App
 from http_handler import HttpConnection, Limits, refusal
@@ -46,6 +48,8 @@ __all__ = ["Settings", "Server", "parse_args", "make_server", "exposure_warning"
 
 log = logging.getLogger("langbase-mock")
 
+FIXTURE_POLL_SECONDS = 1.0
+"""How often the fixture files are checked for changes (``--fixtures``)."""
 DESCRIPTOR_RESERVE = 64
 """File descriptors kept free beyond ``--max-connections`` (listening socket, log files, the
 loop's own wake-up pair, a refusal's brief socket)."""
@@ -70,7 +74,9 @@ class Settings:
     bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how
     long an uploaded memory document takes to go from ``queued`` to ``completed``),
     ``max_memories``, ``max_documents`` and ``max_memory_bytes`` (memory store bounds:
-    memories, documents over all memories, uploaded bytes), ``token_wait`` (seconds a
+    memories, documents over all memories, uploaded bytes), ``fixtures`` (a fixture file or
+    directory, or None; see ``fixtures``), ``strict_fixtures`` (bool: a run no fixture matches
+    is a 404), ``token_wait`` (seconds a
     token-stream subscriber that came before its generation waits for one before the mock
     generates the reply itself, 0 to 600), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
@@ -103,6 +109,8 @@ class Settings:
     max_documents: int = 1000
     max_memory_bytes: int = 64 * 1024 * 1024
     token_wait: float = 1.0
+    fixtures: Optional[str] = None
+    strict_fixtures: bool = False
     log_level: str = "info"
     mock: Tuple[Tuple[str, object], ...] = ()
 
@@ -293,6 +301,11 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
            "fault=disconnect (repeatable; GET /mock/settings lists them) [LB_MOCK_SCENARIO, "
            "comma-separated]; request headers and the body's mock object override it")
+    a("--fixtures", metavar="PATH", default=env.get("LB_MOCK_FIXTURES"),
+      help="a JSON fixture file, or a directory of them, scripting replies by match rules; "
+           "reloaded when it changes (docs/fixtures.md) [LB_MOCK_FIXTURES]")
+    a("--strict", action="store_true", default=default("LB_MOCK_STRICT", "") in ("1", "true", "yes"),
+      help="answer 404 for a run that no fixture matches, instead of a built-in reply [LB_MOCK_STRICT=1]")
     a("--log-level", default=default("LOG_LEVEL", "info"),
       choices=["debug", "info", "warning", "error"],
       help="log verbosity [LOG_LEVEL] (default info: one line per request)")
@@ -326,6 +339,11 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         scenario.build(0, 0.0, mock)
     except InvalidRequest as exc:
         parser.error(exc.message)
+    if ns.fixtures:
+        try:
+            fixtures.load_path(ns.fixtures)
+        except fixtures.FixtureError as exc:
+            parser.error("--fixtures: %s" % exc)
     return Settings(
         host=ns.host,
         port=int(ns.port),
@@ -353,6 +371,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_documents=int(ns.max_documents),
         max_memory_bytes=int(ns.max_memory_bytes),
         token_wait=float(ns.token_wait),
+        fixtures=ns.fixtures or None,
+        strict_fixtures=bool(ns.strict),
         log_level=ns.log_level,
         mock=tuple(mock.items()),
     )
@@ -360,7 +380,8 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
 
 class Server(ThreadingHTTPServer):
     """The HTTP server: binds the listening socket and owns the settings, the application state
-    (``app``: thread store, run log, token buffer, ``app.memory``: the ``memory.MemoryStore``)
+    (``app``: thread store, run log, token buffer, ``app.memory``: the ``memory.MemoryStore``,
+    ``app.fixtures``: the ``fixtures.FixtureSet``, ``app.journal``: the ``journal.Journal``)
     and the event loop (``pacer``).
 
     ``serve_forever`` runs the loop on the calling thread: the loop accepts every connection,
@@ -399,6 +420,8 @@ class Server(ThreadingHTTPServer):
         # The memory store rides on the App like the thread store (routes read ``app.memory``).
         self.app.memory = MemoryStore(clock, settings.memory_processing_seconds, settings.max_memories,
                                       settings.max_documents, settings.max_memory_bytes)
+        self.app.fixtures = fixtures.FixtureSet(settings.fixtures)
+        self.app.journal = journal.Journal()
         self.store = self.app.store
         self.limits = Limits(settings.head_timeout, settings.body_timeout, settings.keep_alive_timeout,
                              settings.max_body_bytes)
@@ -423,7 +446,15 @@ class Server(ThreadingHTTPServer):
                 return
             self._serving = True
         self.pacer.listen(self.socket, self._protocol, lambda: refusal(self.settings.max_connections))
+        if self.settings.fixtures:
+            self._watch_fixtures()
         self.pacer.run()
+
+    def _watch_fixtures(self) -> None:
+        """Reload changed fixture files, then look again in ``FIXTURE_POLL_SECONDS`` (a timer on
+        the loop: a few ``stat`` calls a second, no thread, no busy polling)."""
+        self.app.fixtures.poll()
+        self.pacer.call_at(time.monotonic() + FIXTURE_POLL_SECONDS, self._watch_fixtures)
 
     def shutdown(self) -> None:
         """Stop serving (see ``stop``)."""
@@ -467,6 +498,9 @@ def banner(server: Server) -> str:
     ]
     if s.mock:
         lines.append("  scenario for every stream: %s" % ", ".join("%s=%s" % kv for kv in s.mock))
+    if s.fixtures:
+        lines.append("  %d fixtures from %s (reloaded on change)%s" % (
+            len(server.app.fixtures), s.fixtures, "; strict: unmatched runs are 404" if s.strict_fixtures else ""))
     lines += [
         "  try:  curl -N %s/v1/pipes/run -H 'Content-Type: application/json' "
         "-H 'Authorization: %s' -d '%s'" % (url, auth, body),

@@ -179,7 +179,21 @@ def error_response(error: ApiError, style: str, request: Optional[Request] = Non
 def dispatch(app: App, request: Request) -> Response:
     """Answer ``request``: route it, check auth, call the route. Never raises: errors become
     JSON responses in the route's error shape, and an unexpected exception is logged with
-    its traceback and answered 500."""
+    its traceback and answered 500. Every request outside ``/mock/`` is then kept in the
+    request journal (``app.journal``, when the app has one) with its status, run id and the
+    fixture that answered."""
+    response = _answer(app, request)
+    book = getattr(app, "journal", None)
+    if book is not None and not request.path.startswith("/mock/"):
+        run_id = next((value for name, value in response.headers if name == "lb-mock-run-id"), None)
+        record = app.runs.get(run_id) if run_id is not None else None
+        book.add(time=app.clock(), method=request.method, path=request.path, query=request.query,
+                 headers=request.headers.items(), body=request.body, status=getattr(response, "status", 200),
+                 run_id=run_id, fixture=record.get("fixture") if record else None, request_id=request.request_id)
+    return response
+
+
+def _answer(app: App, request: Request) -> Response:
     style = None
     try:
         route, params = resolve(request.method, request.path)
