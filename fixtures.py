@@ -25,7 +25,8 @@ since the set was loaded or reset, for which every other rule of this fixture he
 sequences).
 
 Response: at most one of ``text`` (``{{name}}`` filled from the variables), ``chunks`` (the
-exact pieces to stream), ``tool_calls`` (``[{"name", "arguments": object or JSON text,
+exact pieces to stream, optionally with ``delays``: seconds before each, which then pace the
+stream instead of the scenario's ``ttft``/``delay``), ``tool_calls`` (``[{"name", "arguments": object or JSON text,
 "id"?}]``) or ``error`` (``{"status": 400-599, "code"?, "message"?}``), plus ``mock`` (scenario
 settings, as the body's ``mock`` object: ``{"line_ending": "crlf", "fault": "disconnect"}``).
 A response with only ``mock`` shapes the built-in reply (``{"mock": {"reply_mode": "echo"}}``).
@@ -63,7 +64,9 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 
 _MATCH_KEYS = ("user", "user_contains", "user_regex", "system", "system_contains", "system_regex",
                "wire", "route", "pipe", "model", "variables", "tools", "tool_result", "turn", "nth")
-_RESPONSE_KEYS = ("text", "chunks", "tool_calls", "error", "mock")
+_RESPONSE_KEYS = ("text", "chunks", "delays", "tool_calls", "error", "mock")
+MAX_DELAY_SECONDS = 60.0
+"""Longest wait ``delays`` may give before one chunk."""
 _CODE_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _WS_RE = re.compile(r"[ \t\n\r]*")
 
@@ -108,7 +111,8 @@ class Fixture(NamedTuple):
     ``pushed``), ``match`` and ``response`` (the JSON objects as written), ``rules`` (compiled:
     ``[(rule, value)]``), ``nth`` (int or None), ``layer`` (its ``mock`` scenario layer, a
     dict), ``text``, ``chunks`` (tuple or None), ``calls`` (``((id or None, name, arguments
-    JSON text), ...)``) and ``error`` (``(status, code, message)`` or None)."""
+    JSON text), ...)``), ``error`` (``(status, code, message)`` or None) and ``delays``
+    (seconds before each of ``chunks``, a tuple, or None)."""
 
     name: str
     source: str
@@ -121,6 +125,14 @@ class Fixture(NamedTuple):
     chunks: Optional[Tuple[str, ...]]
     calls: Tuple[Tuple[Optional[str], str, str], ...]
     error: Optional[Tuple[int, str, str]]
+    delays: Optional[Tuple[float, ...]] = None
+
+    def waits(self) -> Optional[Tuple[float, ...]]:
+        """Seconds to wait before each chat event of the reply (``Start``, each chunk,
+        ``Finish``) when the fixture gives ``delays``, else None (the scenario paces it)."""
+        if self.delays is None:
+            return None
+        return (0.0,) + self.delays + (0.0,)
 
     @property
     def scripted(self) -> bool:
@@ -326,6 +338,21 @@ def _fixture(item: Any, path: Tuple[Any, ...], default_name: str, source: str) -
         calls = _tool_calls(response["tool_calls"], here + ("tool_calls",))
     if "error" in response:
         error = _error(response["error"], here + ("error",))
+    delays = None
+    if "delays" in response:
+        where = here + ("delays",)
+        if chunks is None:
+            raise _Invalid(where, "delays go with chunks: one wait (seconds) before each chunk")
+        _expect(response["delays"], list, where, "an array of numbers (seconds)")
+        if len(response["delays"]) != len(chunks):
+            raise _Invalid(where, "has %d waits for %d chunks; give one per chunk"
+                           % (len(response["delays"]), len(chunks)))
+        for i, wait in enumerate(response["delays"]):
+            if not 0 <= _expect(wait, (int, float), where + (i,), "a number of seconds") <= MAX_DELAY_SECONDS:
+                raise _Invalid(where + (i,), "must be from 0 to %g seconds" % MAX_DELAY_SECONDS)
+        if sum(response["delays"]) > scenario.MAX_STREAM_SECONDS:
+            raise _Invalid(where, "adds up to more than %g seconds" % scenario.MAX_STREAM_SECONDS)
+        delays = tuple(float(d) for d in response["delays"])
     layer: Dict[str, Any] = {}
     if "mock" in response:
         _expect(response["mock"], dict, here + ("mock",), "an object of scenario settings")
@@ -335,7 +362,7 @@ def _fixture(item: Any, path: Tuple[Any, ...], default_name: str, source: str) -
         except InvalidRequest as exc:
             key = exc.param if exc.param in response["mock"] else None
             raise _Invalid(here + (("mock", key) if key else ("mock",)), exc.message) from None
-    return Fixture(name, source, match, response, rules, nth, layer, text, chunks, calls, error)
+    return Fixture(name, source, match, response, rules, nth, layer, text, chunks, calls, error, delays)
 
 
 def parse_text(text: str, source: str) -> List[Fixture]:

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 class Run(NamedTuple):
     """A prepared run: ``request`` (``pipes.RunRequest``), resolved ``scenario``, its seeded
     ``rng``, the ``reply`` (``pipes.Reply``), whether the ``fault`` fires, ``run_id`` (str),
-    the ground-truth ``record`` (dict, published by ``publish``) and the ``headers`` every
-    response of the run carries (``lb-mock-seed``, ``lb-mock-run-id``)."""
+    the ground-truth ``record`` (dict, published by ``publish``), the ``headers`` every
+    response of the run carries (``lb-mock-seed``, ``lb-mock-run-id``) and ``waits`` (seconds
+    before each chat event, from a fixture's ``delays``, or None: the scenario paces it)."""
 
     request: Any
     scenario: scenario.Scenario
@@ -41,6 +42,7 @@ class Run(NamedTuple):
     run_id: str
     record: dict
     headers: List[Tuple[str, str]]
+    waits: Optional[Tuple[float, ...]] = None
 
 
 def fault_headers(sc: scenario.Scenario) -> List[Tuple[str, str]]:
@@ -103,6 +105,8 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
         reply = pipes.choose_reply(chooser, replies, sc.seed, split, digest, max_chars=settings.max_reply_chars)
     fault = scenario.fault_fires(sc, rng)
     seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
+    if fixture is not None and fixture.delays is not None:
+        seconds = sum(fixture.delays)
     if request.stream and seconds > scenario.MAX_STREAM_SECONDS:
         raise BadRequest(
             "This stream would last up to %.0f s; the limit is %.0f s. Lower delay, ttft, "
@@ -119,7 +123,8 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
         "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read
         "fixture": fixture.name if fixture is not None else None,
     }
-    run = Run(request, sc, rng, reply, fault, run_id, record, headers)
+    waits = fixture.waits() if fixture is not None else None
+    run = Run(request, sc, rng, reply, fault, run_id, record, headers, waits)
     if fixture is not None and fixture.error is not None:
         status, code, message = fixture.error
         record["error"] = {"status": status, "code": code, "message": message}
@@ -164,8 +169,10 @@ def stream(run: Run, encoder: Any, events: Iterator[pipes.Event], waits: Optiona
            headers: Iterable[Tuple[str, str]] = ()) -> StreamResponse:
     """The run's stream: ``events`` shaped by its scenario (``scenario.shape`` then
     ``scenario.reframe``), encoded by ``encoder``; ``waits`` replaces the scenario's pacing
-    (seconds before each event) when given."""
+    (seconds before each event) when given, else the run's own (a fixture's ``delays``)."""
     sc = run.scenario
+    if waits is None and run.waits is not None:
+        waits = iter(run.waits)
     shaped = scenario.shape(events, encoder, sc, run.rng, run.fault, waits)
     return StreamResponse(scenario.reframe(shaped, sc, run.rng), list(headers) + run.headers,
                           sc.body, sc.content_type)

@@ -414,3 +414,41 @@ class HotReloadTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class DelaysTest(unittest.TestCase):
+    def test_delays_pace_each_chunk_instead_of_the_scenario(self):
+        with RunningServer(delay=5.0) as s:  # the scenario's own pacing would take 20 s
+            push(s, {"response": {"chunks": ["A", "B", "C"], "delays": [0.3, 0.0, 0.4]}})
+            body = json.dumps({"stream": True, "messages": HI}).encode()
+            arrivals = []
+            with support.connect(s.port) as sock:
+                start = time.monotonic()
+                sock.sendall(support.request_bytes("POST", "/v1/pipes/run", body,
+                                                   {"Content-Type": "application/json", "Connection": "close"}))
+                data = b""
+                while time.monotonic() - start < 5:
+                    piece = sock.recv(65536)
+                    if not piece:
+                        break
+                    data += piece
+                    for name in (b"A", b"B", b"C"):
+                        if b'"content":"%s"' % name in data and name not in dict(arrivals):
+                            arrivals.append((name, time.monotonic() - start))
+            when = dict(arrivals)
+            self.assertEqual(sorted(when), [b"A", b"B", b"C"], data)
+            self.assertGreaterEqual(when[b"A"], 0.28)
+            self.assertLess(when[b"B"] - when[b"A"], 0.2)
+            self.assertGreaterEqual(when[b"C"] - when[b"B"], 0.38)
+            self.assertLess(when[b"C"], 3.0)
+            self.assertIn(b"data: [DONE]\n\n", data)
+            self.assertTrue(data.endswith(b"\r\n0\r\n\r\n"), data[-40:])
+
+    def test_delays_must_fit_the_chunks(self):
+        for response, words in (({"text": "x", "delays": [0]}, "delays go with chunks"),
+                                ({"chunks": ["a", "b"], "delays": [0]}, "1 waits for 2 chunks"),
+                                ({"chunks": ["a"], "delays": [61]}, "from 0 to 60")):
+            with self.subTest(response=response):
+                with self.assertRaises(fixtures.FixtureError) as ctx:
+                    fixtures.parse_text(json.dumps({"response": response}), "request body")
+                self.assertIn(words, str(ctx.exception))
