@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple
 import routes
 import scenario
 from api import (
-    SERVICE, VERSION, ApiError, App, BadRequest, EmptyResponse, HeadersTooLarge, JsonResponse,
+    SERVICE, VERSION, ApiError, App, BadRequest, DeferredResponse, EmptyResponse, HeadersTooLarge, JsonResponse,
     LengthRequired, PayloadTooLarge, Request, RequestTimeout, ServiceUnavailable, StreamResponse,
 )
 from sse import dumps_compact
@@ -62,6 +62,8 @@ _LEADING_BLANK_LINES = re.compile(rb"(?:\r?\n)+")
 MAX_ANSWERS_PER_TURN = 16
 """Most pipelined requests one connection has answered before the loop turns to others."""
 LINGER_SECONDS = 2.0
+DEFER_POLL_SECONDS = 0.01
+"""How often a ``DeferredResponse`` is asked whether its response is ready."""
 """After an answer that closes the connection, how long unread request bytes are still read
 and dropped, so that closing does not reset the connection before the client reads the answer."""
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -517,7 +519,26 @@ class HttpConnection:
         return out
 
     def _send(self, request: Optional[Request], response: Any, keep_alive: bool, requestline: str) -> None:
-        """Render ``response`` and give its plan to the loop."""
+        """Render ``response`` and give its plan to the loop (a ``DeferredResponse``: once its
+        ``poll`` has the response)."""
+        if type(response) is DeferredResponse:
+            self.busy = True  # pipelined bytes wait, deadlines hold off, as while a plan runs
+            loop = self.conn.loop
+
+            def check() -> None:
+                if self.conn.closed or loop.stopping:
+                    response.cancel()
+                    if not self.conn.closed:
+                        self.conn.close("server stopping")
+                    return
+                value = response.poll()
+                if value is None:
+                    loop.call_at(loop.clock() + DEFER_POLL_SECONDS, check)
+                else:
+                    self._send(request, value, keep_alive, requestline)
+
+            loop.call_at(loop.clock() + DEFER_POLL_SECONDS, check)
+            return
         try:
             status, close, head, plan, chunked = self._render(request, response, keep_alive)
         except Exception:  # a body that cannot be encoded, say: never leave a client hanging

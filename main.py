@@ -23,7 +23,7 @@ import socketserver
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping, Optional, Sequence, Tuple
 
@@ -36,6 +36,7 @@ import fixtures
 import formats
 import journal
 import pipes
+import upstream
 from api import SERVICE, VERSION, App
 from http_handler import HttpConnection, Limits, refusal
 from memory import MemoryStore
@@ -76,7 +77,11 @@ class Settings:
     ``max_memories``, ``max_documents`` and ``max_memory_bytes`` (memory store bounds:
     memories, documents over all memories, uploaded bytes), ``fixtures`` (a fixture file or
     directory, or None; see ``fixtures``), ``strict_fixtures`` (bool: a run no fixture matches
-    is a 404), ``token_wait`` (seconds a
+    is a 404), ``upstream`` (an OpenAI-compatible base URL
+    serving runs no fixture answers, or None), ``upstream_key`` (its bearer key, from
+    ``LB_MOCK_UPSTREAM_KEY`` only; never shown in ``repr``), ``upstream_timeout`` (seconds for a
+    whole upstream exchange), ``record`` (a directory for one fixture file per upstream
+    exchange, or None), ``token_wait`` (seconds a
     token-stream subscriber that came before its generation waits for one before the mock
     generates the reply itself, 0 to 600), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
@@ -111,6 +116,10 @@ class Settings:
     token_wait: float = 1.0
     fixtures: Optional[str] = None
     strict_fixtures: bool = False
+    upstream: Optional[str] = None
+    upstream_key: Optional[str] = field(default=None, repr=False)
+    upstream_timeout: float = 60.0
+    record: Optional[str] = None
     log_level: str = "info"
     mock: Tuple[Tuple[str, object], ...] = ()
 
@@ -306,6 +315,15 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
            "reloaded when it changes (docs/fixtures.md) [LB_MOCK_FIXTURES]")
     a("--strict", action="store_true", default=default("LB_MOCK_STRICT", "") in ("1", "true", "yes"),
       help="answer 404 for a run that no fixture matches, instead of a built-in reply [LB_MOCK_STRICT=1]")
+    a("--upstream", metavar="URL", default=env.get("LB_MOCK_UPSTREAM"),
+      help="serve runs that no fixture answers from this OpenAI-compatible endpoint, e.g. "
+           "https://api.openai.com/v1 or http://127.0.0.1:11434/v1; its key comes from the "
+           "LB_MOCK_UPSTREAM_KEY environment variable [LB_MOCK_UPSTREAM]")
+    a("--upstream-timeout", type=_positive_float, default=default("LB_MOCK_UPSTREAM_TIMEOUT", "60"),
+      help="seconds an upstream has for a whole reply; then 504 (default 60) [LB_MOCK_UPSTREAM_TIMEOUT]")
+    a("--record", metavar="DIR", default=env.get("LB_MOCK_RECORD"),
+      help="with --upstream, write one fixture file per exchange into DIR (chunk texts, boundaries, "
+           "timing; no headers or keys); replay with --fixtures DIR [LB_MOCK_RECORD]")
     a("--log-level", default=default("LOG_LEVEL", "info"),
       choices=["debug", "info", "warning", "error"],
       help="log verbosity [LOG_LEVEL] (default info: one line per request)")
@@ -339,6 +357,13 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         scenario.build(0, 0.0, mock)
     except InvalidRequest as exc:
         parser.error(exc.message)
+    if ns.record and not ns.upstream:
+        parser.error("--record needs --upstream: it records what the upstream answers")
+    if ns.upstream:
+        try:
+            upstream.parse_url(ns.upstream)
+        except ValueError as exc:
+            parser.error("--upstream: %s" % exc)
     if ns.fixtures:
         try:
             fixtures.load_path(ns.fixtures)
@@ -373,6 +398,10 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         token_wait=float(ns.token_wait),
         fixtures=ns.fixtures or None,
         strict_fixtures=bool(ns.strict),
+        upstream=ns.upstream or None,
+        upstream_key=env.get("LB_MOCK_UPSTREAM_KEY") or None,
+        upstream_timeout=float(ns.upstream_timeout),
+        record=ns.record or None,
         log_level=ns.log_level,
         mock=tuple(mock.items()),
     )
@@ -422,6 +451,9 @@ class Server(ThreadingHTTPServer):
                                       settings.max_documents, settings.max_memory_bytes)
         self.app.fixtures = fixtures.FixtureSet(settings.fixtures)
         self.app.journal = journal.Journal()
+        self.app.upstream = (upstream.Upstream(settings.upstream, settings.upstream_key, settings.upstream_timeout,
+                                               settings.record) if settings.upstream else None)
+        self.app.upstream_results = {}  # request id -> the upstream's reply, for the route's second run
         self.store = self.app.store
         self.limits = Limits(settings.head_timeout, settings.body_timeout, settings.keep_alive_timeout,
                              settings.max_body_bytes)
@@ -498,6 +530,9 @@ def banner(server: Server) -> str:
     ]
     if s.mock:
         lines.append("  scenario for every stream: %s" % ", ".join("%s=%s" % kv for kv in s.mock))
+    if s.upstream:
+        lines.append("  runs no fixture answers go to %s%s" % (server.app.upstream, "; recorded in %s" % s.record
+                                                               if s.record else ""))
     if s.fixtures:
         lines.append("  %d fixtures from %s (reloaded on change)%s" % (
             len(server.app.fixtures), s.fixtures, "; strict: unmatched runs are 404" if s.strict_fixtures else ""))

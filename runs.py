@@ -20,6 +20,7 @@ import fixtures
 import pipes
 import scenario
 import threads
+import upstream
 from api import App, BadRequest, MockFault, NotFound, Request, StreamResponse
 
 __all__ = ["Run", "prepare", "publish", "stream", "store_run", "store_reply_when_complete"]
@@ -62,23 +63,35 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     """Resolve the scenario, choose the reply and draw the fault; nothing is stored yet.
 
     The reply is the first fixture's that matches (``app.fixtures``, see ``fixtures``; its
-    ``mock`` settings are a scenario layer under the body's ``mock``), else a built-in one per
-    ``reply_mode`` (sample texts, ``echo``, ``lorem``). ``pipe`` is the pipe name the run
+    ``mock`` settings are a scenario layer under the body's ``mock``), else the upstream's
+    (``app.upstream``, ``--upstream``: the first call raises ``upstream.UpstreamPending`` and
+    the route is run again with the fetched reply in ``app.upstream_results``), else a
+    built-in one per ``reply_mode`` (sample texts, ``echo``, ``lorem``). ``pipe`` is the pipe name the run
     names, for the fixtures' ``pipe`` rule.
 
     Raises:
         BadRequest: a scenario setting is invalid, or the stream would last too long.
         NotFound: ``--strict`` and no fixture matched (naming the request).
+        upstream.UpstreamPending: the reply must first come from the upstream.
+        upstream.UpstreamError: it could not (refused, an HTTP error, cut short, too slow).
         MockFault: ``fault=http_error`` fired, or the fixture answers with an ``error``; that
             run's record is published first.
     """
     settings = app.settings
     book = getattr(app, "fixtures", None)
+    live = getattr(app, "upstream", None)
     fixture = None
-    if book is not None:
+    fetched = live and app.upstream_results.pop(http_request.request_id, None)
+    if isinstance(fetched, upstream.UpstreamError):
+        raise fetched
+    if fetched is not None:
+        fixture = fetched  # the upstream's reply, fetched for this very request: no matching again
+    elif book is not None:
         facts = fixtures.Facts(wire, http_request.path, model or settings.model, pipe,
                                lambda: _turn(app, request))
         fixture = book.match(request, facts)
+        if fixture is None and live:
+            raise upstream.UpstreamPending(live.start(request, model or settings.model))
         if fixture is None and settings.strict_fixtures:
             raise NotFound("No fixture matched %s %s (wire %s, model %r, last user message %r) and the "
                            "server runs with --strict; add a fixture for it (GET /mock/fixtures lists them)."

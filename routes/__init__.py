@@ -15,8 +15,9 @@ import logging
 import re
 from typing import Dict, List, Optional, Tuple
 
+import upstream
 from api import (
-    DOMAIN_ERRORS, ApiError, App, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
+    DOMAIN_ERRORS, ApiError, App, DeferredResponse, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
     Response, Route, Unauthorized, domain_error,
 )
 from routes import frontends, langbase, memory, mock, openai, tools
@@ -182,7 +183,10 @@ def dispatch(app: App, request: Request) -> Response:
     its traceback and answered 500. Every request outside ``/mock/`` is then kept in the
     request journal (``app.journal``, when the app has one) with its status, run id and the
     fixture that answered."""
-    response = _answer(app, request)
+    try:
+        response = _answer(app, request)
+    except upstream.UpstreamPending as pending:
+        return _after_upstream(app, request, pending.job)
     book = getattr(app, "journal", None)
     if book is not None and not request.path.startswith("/mock/"):
         run_id = next((value for name, value in response.headers if name == "lb-mock-run-id"), None)
@@ -191,6 +195,22 @@ def dispatch(app: App, request: Request) -> Response:
                  headers=request.headers.items(), body=request.body, status=getattr(response, "status", 200),
                  run_id=run_id, fixture=record.get("fixture") if record else None, request_id=request.request_id)
     return response
+
+
+def _after_upstream(app: App, request: Request, job: upstream.Job) -> DeferredResponse:
+    """Answer once ``job`` is done: the route runs again with the upstream's reply (or error)
+    waiting for it in ``app.upstream_results``; nothing was stored or published before."""
+
+    def poll() -> Optional[Response]:
+        if not job.done.is_set():
+            return None
+        app.upstream_results[request.request_id] = job.result
+        try:
+            return dispatch(app, request)
+        finally:
+            app.upstream_results.pop(request.request_id, None)
+
+    return DeferredResponse(poll, job.cancel)
 
 
 def _answer(app: App, request: Request) -> Response:
@@ -210,6 +230,8 @@ def _answer(app: App, request: Request) -> Response:
         return error_response(exc, style or error_style_for(request.path), request)
     except DOMAIN_ERRORS as exc:
         return error_response(domain_error(exc), style or error_style_for(request.path), request)
+    except upstream.UpstreamPending:
+        raise
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return error_response(
