@@ -118,7 +118,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
         reply = pipes.choose_reply(chooser, replies, sc.seed, split, digest, max_chars=settings.max_reply_chars)
     fault = scenario.fault_fires(sc, rng)
     seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
-    if fixture is not None and fixture.delays is not None:
+    if fixture is not None and fixture.delays is not None and sc.fixture_timing == "recorded":
         seconds = sum(fixture.delays)
     if request.stream and seconds > scenario.MAX_STREAM_SECONDS:
         raise BadRequest(
@@ -136,7 +136,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
         "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read
         "fixture": fixture.name if fixture is not None else None,
     }
-    waits = fixture.waits() if fixture is not None else None
+    waits = fixture.waits() if fixture is not None and sc.fixture_timing == "recorded" else None
     run = Run(request, sc, rng, reply, fault, run_id, record, headers, waits)
     if fixture is not None and fixture.error is not None:
         status, code, message = fixture.error

@@ -452,3 +452,14 @@ class DelaysTest(unittest.TestCase):
                 with self.assertRaises(fixtures.FixtureError) as ctx:
                     fixtures.parse_text(json.dumps({"response": response}), "request body")
                 self.assertIn(words, str(ctx.exception))
+
+
+class FixtureTimingTest(unittest.TestCase):
+    def test_fixture_timing_scenario_keeps_the_boundaries_and_drops_the_delays(self):
+        with RunningServer() as s:
+            push(s, {"response": {"chunks": ["A", "B"], "delays": [3.0, 3.0]}})
+            start = time.monotonic()
+            r = completion(s, stream=True, mock={"fixture_timing": "scenario"})
+            self.assertLess(time.monotonic() - start, 2.0)
+            self.assertEqual([json.loads(d)["choices"][0]["delta"].get("content") for d in sse_data(r.body)[:-1]],
+                             ["", "A", "B", None])
