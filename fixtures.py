@@ -59,6 +59,8 @@ token-stream routes."""
 
 MAX_PUSHED = 1000
 """Most fixtures pushed over HTTP kept at once."""
+MAX_PUSHED_BYTES = 16 * 1024 * 1024
+"""Most bytes of pushed fixture documents kept at once."""
 MAX_FILE_BYTES = 16 * 1024 * 1024
 """Largest fixture file read."""
 
@@ -497,6 +499,7 @@ class FixtureSet:
         self.path = path
         self._lock = threading.Lock()
         self._pushed: List[Fixture] = []
+        self._pushed_bytes = 0
         self._files: List[Fixture] = []
         self._counts: Dict[int, int] = {}  # id(fixture) -> runs whose rules held
         self._signature: Any = None
@@ -530,12 +533,17 @@ class FixtureSet:
         log.info("fixtures reloaded from %s: %d fixtures", self.path, len(loaded))
         return True
 
-    def push(self, fixtures: List[Fixture]) -> None:
-        """Add pushed fixtures. Raises ``OverflowError`` past ``MAX_PUSHED``, adding none."""
+    def push(self, fixtures: List[Fixture], size: int = 0) -> None:
+        """Add pushed fixtures (``size``: the bytes of the document they came in). Raises
+        ``OverflowError`` past ``MAX_PUSHED`` fixtures or ``MAX_PUSHED_BYTES``, adding none."""
         with self._lock:
             if len(self._pushed) + len(fixtures) > MAX_PUSHED:
                 raise OverflowError("at most %d pushed fixtures are kept; %d are" % (MAX_PUSHED, len(self._pushed)))
+            if self._pushed_bytes + size > MAX_PUSHED_BYTES:
+                raise OverflowError("at most %d bytes of pushed fixtures are kept; %d are"
+                                    % (MAX_PUSHED_BYTES, self._pushed_bytes))
             self._pushed += [f._replace(source="pushed") for f in fixtures]
+            self._pushed_bytes += size
 
     def clear_pushed(self) -> int:
         """Drop the pushed fixtures and start every fixture's ``nth`` count again; returns how
@@ -543,6 +551,7 @@ class FixtureSet:
         with self._lock:
             count = len(self._pushed)
             self._pushed = []
+            self._pushed_bytes = 0
             self._counts = {}
             return count
 

@@ -75,11 +75,11 @@ def fixtures_push(request: Request, app: App) -> Response:
     is one fixture object, an array of them or ``{"fixtures": [...]}`` (``fixtures`` module
     format). 201 ``{"added": int, "fixtures": [summaries of those added]}``; 400 naming the
     line, column and field of the first problem, nothing added; 403 past
-    ``fixtures.MAX_PUSHED``."""
+    ``fixtures.MAX_PUSHED`` fixtures or ``fixtures.MAX_PUSHED_BYTES``."""
     text = request.body.decode("utf-8", "replace")
     try:
         added = fixtures.parse_text(text, "request body")
-        app.fixtures.push(added)
+        app.fixtures.push(added, len(request.body))
     except fixtures.FixtureError as exc:
         raise BadRequest("Invalid fixture: %s" % exc) from None
     except OverflowError as exc:

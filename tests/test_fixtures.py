@@ -287,6 +287,17 @@ class ServedFixturesTest(unittest.TestCase):
             self.assertEqual((r.status, r.json()["error"]["code"]), (403, "USAGE_EXCEEDED"))
             self.assertEqual(call(s.port, "GET", "/mock/fixtures").json()["fixtures"], [])
 
+    def test_pushed_fixtures_are_bounded_in_bytes_too(self):
+        book = fixtures.FixtureSet()
+        one_fixture = fixtures.parse_text('{"response": {"text": "x"}}', "request body")
+        book.push(one_fixture, fixtures.MAX_PUSHED_BYTES - 10)
+        with self.assertRaises(OverflowError):
+            book.push(one_fixture, 11)
+        self.assertEqual(len(book), 1)
+        book.clear_pushed()
+        book.push(one_fixture, fixtures.MAX_PUSHED_BYTES)
+        self.assertEqual(len(book), 1)
+
 
 class ReplyModesTest(unittest.TestCase):
     def test_echo_and_lorem_per_request_and_per_server(self):
