@@ -7,7 +7,7 @@ connection; check the head's framing strictly; parse it with the standard librar
 (``BaseHTTPRequestHandler.parse_request`` over the buffered bytes); hand the ``api.Request`` to
 ``routes.dispatch``; and turn the response value into bytes: a JSON body, an empty one, or a
 stream's plan framed as an HTTP body (chunked, close-delimited or buffered) with the response
-head in front. The connection stays open for the next request when the client allows it,
+head in front; a ``DeferredResponse`` is polled from a loop timer until it has one of those. The connection stays open for the next request when the client allows it,
 after streams too (chunked bodies end on their own). This is the only module that knows HTTP's
 syntax; what a request means is ``routes``' business.
 

@@ -1,7 +1,8 @@
 """Run orchestration: one chat run, in any wire format, from request to a response value.
 
-Job: resolve a run's scenario (server flags < ``X-Mock-*`` headers < extra layers < the body's
-``mock`` object), choose the reply, draw the fault, and build the ground-truth record; then,
+Job: resolve a run's scenario (server flags < ``X-Mock-*`` headers < extra layers < the
+matching fixture's ``mock`` < the body's ``mock`` object), choose the reply (a fixture's, the
+upstream's, or a built-in one), draw the fault, and build the ground-truth record; then,
 after the route has stored what it stores, publish that record under the run id and build the
 stream's plan. Every route that answers with a model reply goes through here, so the order is
 the same everywhere and a record is never changed after it is published: a run that fails

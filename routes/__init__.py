@@ -3,7 +3,9 @@
 Job: hold every endpoint as data (``api.Route`` records gathered from one module per area:
 ``langbase``, ``memory``, ``tools``, ``openai``, ``frontends`` for the other chat backends' wire
 formats, and ``mock`` for the mock's own endpoints), find the route for a method and path, apply the route's auth
-rule, call it, and turn any error into a JSON response in the route's own error shape. No I/O:
+rule, call it, turn any error into a JSON response in the route's own error shape, and note
+the request in the journal (``journal``). A run waiting for the upstream is answered with an
+``api.DeferredResponse`` that calls the route again when the reply is in. No I/O:
 ``dispatch`` takes an ``api.Request`` and returns an ``api`` response value, so every route can
 be exercised without a socket.
 """

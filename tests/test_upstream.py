@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import unittest
 
 import main
@@ -102,6 +103,17 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual(lb_again.body, lb_first.body)
         self.assertTrue(call(replayer.port, "GET", "/mock/fixtures").json()["fixtures"][0]["name"]
                         .endswith("Tell-me-something"))
+
+    def test_recording_into_the_fixtures_directory_asks_the_upstream_once(self):
+        up = self.server(replies=(REPLY,))
+        front = self.front(up, record=self.folder, fixtures=self.folder)
+        first = call(front.port, "POST", "/v1/pipes/run", {"messages": ASK}).json()["completion"]
+        deadline = time.monotonic() + 5
+        while not call(front.port, "GET", "/mock/fixtures").json()["fixtures"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        again = call(front.port, "POST", "/v1/pipes/run", {"messages": ASK}).json()["completion"]
+        self.assertEqual((first, again), (REPLY, REPLY))
+        self.assertEqual(len(call(up.port, "GET", "/mock/requests").json()["requests"]), 1)
 
     def test_fixtures_answer_before_the_upstream(self):
         up = self.server()
