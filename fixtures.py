@@ -71,6 +71,7 @@ MAX_DELAY_SECONDS = 60.0
 """Longest wait ``delays`` may give before one chunk."""
 _CODE_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _WS_RE = re.compile(r"[ \t\n\r]*")
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 LOREM_WORDS = (
     "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
@@ -379,6 +380,13 @@ def parse_text(text: str, source: str) -> List[Fixture]:
         raise FixtureError(source, exc.lineno, exc.colno, "", "not valid JSON: %s" % exc.msg) from None
     except RecursionError:
         raise FixtureError(source, 1, 1, "", "nested too deeply") from None
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # "\ud800" alone: no reply could carry it as UTF-8
+        found = _SURROGATE_ESCAPE_RE.search(text)
+        line, column = _line_column(text, found.start() if found else 0)
+        raise FixtureError(source, line, column, "", "a lone UTF-16 surrogate escape (such as \\ud800); "
+                           "write whole characters or pairs") from None
     base: Tuple[Any, ...] = ()
     single = False
     try:

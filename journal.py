@@ -82,8 +82,10 @@ def mask_body(body: bytes) -> Tuple[Any, bool]:
     text = body.decode("utf-8", "replace")
     if len(text) <= MAX_BODY_CHARS:
         try:
-            return _mask_value(json.loads(text)), False
-        except (ValueError, RecursionError):
+            value = _mask_value(json.loads(text))
+            json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape: keep the text
+            return value, False
+        except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
             pass
     masked = _SECRET_TEXT_RE.sub(lambda m: m.group(1) + '"' + MASK + '"', text[:MAX_BODY_CHARS])
     return masked, len(text) > MAX_BODY_CHARS

@@ -281,6 +281,13 @@ class ServedFixturesTest(unittest.TestCase):
             self.assertEqual(call(s.port, "DELETE", "/mock/fixtures").json(), {"deleted": 2})
             self.assertEqual(call(s.port, "GET", "/mock/fixtures").json()["fixtures"], [])
 
+    def test_a_lone_surrogate_escape_is_refused_where_it_is(self):
+        with RunningServer() as s:
+            r = call(s.port, "POST", "/mock/fixtures", b'{"response":\n {"text": "x\\udc00"}}',
+                     {"Content-Type": "application/json"})
+            self.assertEqual(r.status, 400)
+            self.assertIn("request body:2:13: a lone UTF-16 surrogate escape", r.json()["error"]["message"])
+
     def test_too_many_pushed_fixtures_is_403_with_nothing_added(self):
         with RunningServer() as s:
             r = push(s, [{"response": {"text": "x"}}] * (fixtures.MAX_PUSHED + 1))

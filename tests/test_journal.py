@@ -114,6 +114,15 @@ class JournalRoutesTest(unittest.TestCase):
             self.assertEqual(call(s.port, "DELETE", "/mock/requests").json(), {"deleted": 3})
             self.assertEqual(call(s.port, "GET", "/mock/requests").json(), {"requests": []})
 
+    def test_a_body_no_response_could_carry_is_kept_as_its_text(self):
+        with RunningServer() as s:
+            bad = b'{"messages": [{"role": "user", "content": "\\ud800"}], "apiKey": "sk-1"}'
+            self.assertEqual(call(s.port, "POST", "/v1/pipes/run", bad, {"Content-Type": "application/json"}).status, 400)
+            r = call(s.port, "GET", "/mock/requests")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.json()["requests"][0]["body"],
+                             '{"messages": [{"role": "user", "content": "\\ud800"}], "apiKey": "***"}')
+
     def test_reset_empties_every_store_in_one_call(self):
         with RunningServer(memory_processing_seconds=0.0) as s:
             call(s.port, "POST", "/mock/fixtures", {"response": {"text": "x"}})
