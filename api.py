@@ -27,7 +27,8 @@ from threads import InvalidRequest, StoreFull, ThreadExists, ThreadNotFound, che
 
 __all__ = [
     "SERVICE", "VERSION", "Request", "JsonResponse", "StreamResponse", "EmptyResponse", "Response",
-    "DeferredResponse", "Route", "route", "App", "ApiError", "BadRequest", "Unauthorized", "UsageExceeded", "Forbidden", "NotFound",
+    "DeferredResponse", "Route", "route", "App", "ApiError", "BadRequest", "Unauthorized", "UsageExceeded",
+    "Forbidden", "NotFound",
     "MethodNotAllowed", "Conflict", "RequestTimeout", "LengthRequired", "PayloadTooLarge",
     "HeadersTooLarge", "ServiceUnavailable", "MockFault", "domain_error", "DOMAIN_ERRORS",
     "json_body", "object_body", "path_thread_id",

@@ -7,9 +7,10 @@ connection; check the head's framing strictly; parse it with the standard librar
 (``BaseHTTPRequestHandler.parse_request`` over the buffered bytes); hand the ``api.Request`` to
 ``routes.dispatch``; and turn the response value into bytes: a JSON body, an empty one, or a
 stream's plan framed as an HTTP body (chunked, close-delimited or buffered) with the response
-head in front; a ``DeferredResponse`` is polled from a loop timer until it has one of those. The connection stays open for the next request when the client allows it,
-after streams too (chunked bodies end on their own). This is the only module that knows HTTP's
-syntax; what a request means is ``routes``' business.
+head in front (a ``DeferredResponse`` is polled from a loop timer until it has one of those).
+The connection stays open for the next request when the client allows it, after streams too
+(chunked bodies end on their own). This is the only module that knows HTTP's syntax; what a
+request means is ``routes``' business.
 
 Strict framing (RFC 9112): a header line without a colon, whitespace before the colon, a folded
 line, a control character, conflicting or malformed ``Content-Length``, or any
@@ -62,10 +63,10 @@ _LEADING_BLANK_LINES = re.compile(rb"(?:\r?\n)+")
 MAX_ANSWERS_PER_TURN = 16
 """Most pipelined requests one connection has answered before the loop turns to others."""
 LINGER_SECONDS = 2.0
-DEFER_POLL_SECONDS = 0.01
-"""How often a ``DeferredResponse`` is asked whether its response is ready."""
 """After an answer that closes the connection, how long unread request bytes are still read
 and dropped, so that closing does not reset the connection before the client reads the answer."""
+DEFER_POLL_SECONDS = 0.01
+"""How often a ``DeferredResponse`` is asked whether its response is ready."""
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*")
 _CONTENT_LENGTH = re.compile(rb"[ \t]*([0-9]{1,18})[ \t]*")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

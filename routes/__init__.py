@@ -19,8 +19,8 @@ from typing import Dict, List, Optional, Tuple
 
 import upstream
 from api import (
-    DOMAIN_ERRORS, ApiError, App, DeferredResponse, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
-    Response, Route, Unauthorized, domain_error,
+    DOMAIN_ERRORS, ApiError, App, DeferredResponse, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound,
+    Request, Response, Route, Unauthorized, domain_error,
 )
 from routes import frontends, langbase, memory, mock, openai, tools
 
