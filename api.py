@@ -27,7 +27,8 @@ from threads import InvalidRequest, StoreBusy, StoreFull, ThreadExists, ThreadNo
 
 __all__ = [
     "SERVICE", "VERSION", "Request", "JsonResponse", "StreamResponse", "EmptyResponse", "Response",
-    "Route", "route", "App", "ApiError", "BadRequest", "Unauthorized", "UsageExceeded", "Forbidden", "NotFound",
+    "DeferredResponse", "Route", "route", "App", "ApiError", "BadRequest", "Unauthorized", "UsageExceeded",
+    "Forbidden", "NotFound",
     "MethodNotAllowed", "Conflict", "RequestTimeout", "LengthRequired", "PayloadTooLarge",
     "HeadersTooLarge", "ServiceUnavailable", "MockFault", "domain_error", "DOMAIN_ERRORS",
     "json_body", "object_body", "path_thread_id",
@@ -97,7 +98,18 @@ class EmptyResponse(NamedTuple):
     headers: List[Tuple[str, str]] = []
 
 
-Response = Union[JsonResponse, StreamResponse, EmptyResponse]
+class DeferredResponse(NamedTuple):
+    """Answer later, without blocking the loop: the transport calls ``poll()`` from a loop timer
+    every few milliseconds until it returns a response value (``JsonResponse``,
+    ``StreamResponse`` or ``EmptyResponse``), which it then sends; ``cancel()`` is called
+    instead if the connection closes or the server stops first. For work done on another
+    thread (``upstream``): ``poll`` only reads what that thread finished."""
+
+    poll: Callable[[], Optional["Response"]]
+    cancel: Callable[[], None]
+
+
+Response = Union[JsonResponse, StreamResponse, EmptyResponse, DeferredResponse]
 
 
 class Route(NamedTuple):

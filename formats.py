@@ -614,6 +614,15 @@ class TokenBroker:
             self._expire(self._clock())
             return len(self._items)
 
+    def clear(self) -> int:
+        """Forget every generation (``POST /mock/reset``); subscribers already following one
+        keep its tokens. Returns how many were dropped."""
+        with self._lock:
+            count = len(self._items)
+            self._items.clear()
+            self.bytes = 0
+            return count
+
     def schedule(self, generation: Generation, after: int) -> List[float]:
         """Seconds to wait before each token from index ``after`` on, for a subscriber that
         starts now: 0 for tokens already produced, then the time until each is produced."""

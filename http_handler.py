@@ -7,9 +7,10 @@ connection; check the head's framing strictly; parse it with the standard librar
 (``BaseHTTPRequestHandler.parse_request`` over the buffered bytes); hand the ``api.Request`` to
 ``routes.dispatch``; and turn the response value into bytes: a JSON body, an empty one, or a
 stream's plan framed as an HTTP body (chunked, close-delimited or buffered) with the response
-head in front. The connection stays open for the next request when the client allows it,
-after streams too (chunked bodies end on their own). This is the only module that knows HTTP's
-syntax; what a request means is ``routes``' business.
+head in front (a ``DeferredResponse`` is polled from a loop timer until it has one of those).
+The connection stays open for the next request when the client allows it, after streams too
+(chunked bodies end on their own). This is the only module that knows HTTP's syntax; what a
+request means is ``routes``' business.
 
 Strict framing (RFC 9112): a header line without a colon, whitespace before the colon, a folded
 line, a control character, conflicting or malformed ``Content-Length``, or any
@@ -30,7 +31,7 @@ from typing import Any, Iterable, Iterator, List, Optional, Tuple
 import routes
 import scenario
 from api import (
-    SERVICE, VERSION, ApiError, App, BadRequest, EmptyResponse, HeadersTooLarge, JsonResponse,
+    SERVICE, VERSION, ApiError, App, BadRequest, DeferredResponse, EmptyResponse, HeadersTooLarge, JsonResponse,
     LengthRequired, PayloadTooLarge, Request, RequestTimeout, ServiceUnavailable, StreamResponse,
 )
 from sse import dumps_compact
@@ -64,6 +65,8 @@ MAX_ANSWERS_PER_TURN = 16
 LINGER_SECONDS = 2.0
 """After an answer that closes the connection, how long unread request bytes are still read
 and dropped, so that closing does not reset the connection before the client reads the answer."""
+DEFER_POLL_SECONDS = 0.01
+"""How often a ``DeferredResponse`` is asked whether its response is ready."""
 _HEADER_LINE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\x00-\x08\x0a-\x1f\x7f]*")
 _CONTENT_LENGTH = re.compile(rb"[ \t]*([0-9]{1,18})[ \t]*")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -517,7 +520,26 @@ class HttpConnection:
         return out
 
     def _send(self, request: Optional[Request], response: Any, keep_alive: bool, requestline: str) -> None:
-        """Render ``response`` and give its plan to the loop."""
+        """Render ``response`` and give its plan to the loop (a ``DeferredResponse``: once its
+        ``poll`` has the response)."""
+        if type(response) is DeferredResponse:
+            self.busy = True  # pipelined bytes wait, deadlines hold off, as while a plan runs
+            loop = self.conn.loop
+
+            def check() -> None:
+                if self.conn.closed or loop.stopping:
+                    response.cancel()
+                    if not self.conn.closed:
+                        self.conn.close("server stopping")
+                    return
+                value = response.poll()
+                if value is None:
+                    loop.call_at(loop.clock() + DEFER_POLL_SECONDS, check)
+                else:
+                    self._send(request, value, keep_alive, requestline)
+
+            loop.call_at(loop.clock() + DEFER_POLL_SECONDS, check)
+            return
         try:
             status, close, head, plan, chunked = self._render(request, response, keep_alive)
         except Exception:  # a body that cannot be encoded, say: never leave a client hanging

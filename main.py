@@ -24,7 +24,7 @@ import sqlite3
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Mapping, Optional, Sequence, Tuple
 
@@ -33,8 +33,11 @@ try:
 except ImportError:  # not on Windows: descriptor limits are then left alone
     resource = None  # type: ignore[assignment]
 
+import fixtures
 import formats
+import journal
 import pipes
+import upstream
 from api import SERVICE, VERSION, App
 from http_handler import HttpConnection, Limits, refusal
 from memory import MemoryStore
@@ -48,6 +51,8 @@ __all__ = ["Settings", "Server", "parse_args", "make_server", "exposure_warning"
 
 log = logging.getLogger("langbase-mock")
 
+FIXTURE_POLL_SECONDS = 1.0
+"""How often the fixture files are checked for changes (``--fixtures``)."""
 DESCRIPTOR_RESERVE = 64
 """File descriptors kept free beyond ``--max-connections`` (listening socket, log files, the
 loop's own wake-up pair, a refusal's brief socket)."""
@@ -76,7 +81,13 @@ in memory), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
     bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how
     long an uploaded memory document takes to go from ``queued`` to ``completed``),
     ``max_memories``, ``max_documents`` and ``max_memory_bytes`` (memory store bounds:
-    memories, documents over all memories, uploaded bytes), ``token_wait`` (seconds a
+    memories, documents over all memories, uploaded bytes), ``fixtures`` (a fixture file or
+    directory, or None; see ``fixtures``), ``strict_fixtures`` (bool: a run no fixture matches
+    is a 404), ``upstream`` (an OpenAI-compatible base URL
+    serving runs no fixture answers, or None), ``upstream_key`` (its bearer key, from
+    ``LB_MOCK_UPSTREAM_KEY`` only; never shown in ``repr``), ``upstream_timeout`` (seconds for a
+    whole upstream exchange), ``record`` (a directory for one fixture file per upstream
+    exchange, or None), ``token_wait`` (seconds a
     token-stream subscriber that came before its generation waits for one before the mock
     generates the reply itself, 0 to 600), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
@@ -112,6 +123,12 @@ in memory), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
     max_documents: int = 1000
     max_memory_bytes: int = 64 * 1024 * 1024
     token_wait: float = 1.0
+    fixtures: Optional[str] = None
+    strict_fixtures: bool = False
+    upstream: Optional[str] = None
+    upstream_key: Optional[str] = field(default=None, repr=False)
+    upstream_timeout: float = 60.0
+    record: Optional[str] = None
     log_level: str = "info"
     mock: Tuple[Tuple[str, object], ...] = ()
 
@@ -313,6 +330,20 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
            "fault=disconnect (repeatable; GET /mock/settings lists them) [LB_MOCK_SCENARIO, "
            "comma-separated]; request headers and the body's mock object override it")
+    a("--fixtures", metavar="PATH", default=env.get("LB_MOCK_FIXTURES"),
+      help="a JSON fixture file, or a directory of them, scripting replies by match rules; "
+           "reloaded when it changes (docs/fixtures.md) [LB_MOCK_FIXTURES]")
+    a("--strict", action="store_true", default=default("LB_MOCK_STRICT", "") in ("1", "true", "yes"),
+      help="answer 404 for a run that no fixture matches, instead of a built-in reply [LB_MOCK_STRICT=1]")
+    a("--upstream", metavar="URL", default=env.get("LB_MOCK_UPSTREAM"),
+      help="serve runs that no fixture answers from this OpenAI-compatible endpoint, e.g. "
+           "https://api.openai.com/v1 or http://127.0.0.1:11434/v1; its key comes from the "
+           "LB_MOCK_UPSTREAM_KEY environment variable [LB_MOCK_UPSTREAM]")
+    a("--upstream-timeout", type=_positive_float, default=default("LB_MOCK_UPSTREAM_TIMEOUT", "60"),
+      help="seconds an upstream has for a whole reply; then 504 (default 60) [LB_MOCK_UPSTREAM_TIMEOUT]")
+    a("--record", metavar="DIR", default=env.get("LB_MOCK_RECORD"),
+      help="with --upstream, write one fixture file per exchange into DIR (chunk texts, boundaries, "
+           "timing; no headers or keys); replay with --fixtures DIR [LB_MOCK_RECORD]")
     a("--log-level", default=default("LOG_LEVEL", "info"),
       choices=["debug", "info", "warning", "error"],
       help="log verbosity [LOG_LEVEL] (default info: one line per request)")
@@ -346,6 +377,18 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         scenario.build(0, 0.0, mock)
     except InvalidRequest as exc:
         parser.error(exc.message)
+    if ns.record and not ns.upstream:
+        parser.error("--record needs --upstream: it records what the upstream answers")
+    if ns.upstream:
+        try:
+            upstream.parse_url(ns.upstream)
+        except ValueError as exc:
+            parser.error("--upstream: %s" % exc)
+    if ns.fixtures:
+        try:
+            fixtures.load_path(ns.fixtures)
+        except fixtures.FixtureError as exc:
+            parser.error("--fixtures: %s" % exc)
     return Settings(
         host=ns.host,
         port=int(ns.port),
@@ -376,6 +419,12 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
         max_documents=int(ns.max_documents),
         max_memory_bytes=int(ns.max_memory_bytes),
         token_wait=float(ns.token_wait),
+        fixtures=ns.fixtures or None,
+        strict_fixtures=bool(ns.strict),
+        upstream=ns.upstream or None,
+        upstream_key=env.get("LB_MOCK_UPSTREAM_KEY") or None,
+        upstream_timeout=float(ns.upstream_timeout),
+        record=ns.record or None,
         log_level=ns.log_level,
         mock=tuple(mock.items()),
     )
@@ -393,7 +442,8 @@ def _thread_store(settings: Settings, clock: Callable[[], float], new_id: Callab
 
 class Server(ThreadingHTTPServer):
     """The HTTP server: binds the listening socket and owns the settings, the application state
-    (``app``: thread store, run log, token buffer, ``app.memory``: the ``memory.MemoryStore``)
+    (``app``: thread store, run log, token buffer, ``app.memory``: the ``memory.MemoryStore``,
+    ``app.fixtures``: the ``fixtures.FixtureSet``, ``app.journal``: the ``journal.Journal``)
     and the event loop (``pacer``).
 
     ``serve_forever`` runs the loop on the calling thread: the loop accepts every connection,
@@ -431,6 +481,11 @@ class Server(ThreadingHTTPServer):
         # The memory store rides on the App like the thread store (routes read ``app.memory``).
         self.app.memory = MemoryStore(clock, settings.memory_processing_seconds, settings.max_memories,
                                       settings.max_documents, settings.max_memory_bytes)
+        self.app.fixtures = fixtures.FixtureSet(settings.fixtures)
+        self.app.journal = journal.Journal()
+        self.app.upstream = (upstream.Upstream(settings.upstream, settings.upstream_key, settings.upstream_timeout,
+                                               settings.record) if settings.upstream else None)
+        self.app.upstream_results = {}  # request id -> the upstream's reply, for the route's second run
         self.store = self.app.store
         self.limits = Limits(settings.head_timeout, settings.body_timeout, settings.keep_alive_timeout,
                              settings.max_body_bytes)
@@ -461,7 +516,15 @@ class Server(ThreadingHTTPServer):
                 return
             self._serving = True
         self.pacer.listen(self.socket, self._protocol, lambda: refusal(self.settings.max_connections))
+        if self.settings.fixtures:
+            self._watch_fixtures()
         self.pacer.run()
+
+    def _watch_fixtures(self) -> None:
+        """Reload changed fixture files, then look again in ``FIXTURE_POLL_SECONDS`` (a timer on
+        the loop: a few ``stat`` calls a second, no thread, no busy polling)."""
+        self.app.fixtures.poll()
+        self.pacer.call_at(time.monotonic() + FIXTURE_POLL_SECONDS, self._watch_fixtures)
 
     def shutdown(self) -> None:
         """Stop serving (see ``stop``)."""
@@ -509,6 +572,12 @@ def banner(server: Server) -> str:
     ]
     if s.mock:
         lines.append("  scenario for every stream: %s" % ", ".join("%s=%s" % kv for kv in s.mock))
+    if s.upstream:
+        lines.append("  runs no fixture answers go to %s%s" % (server.app.upstream, "; recorded in %s" % s.record
+                                                               if s.record else ""))
+    if s.fixtures:
+        lines.append("  %d fixtures from %s (reloaded on change)%s" % (
+            len(server.app.fixtures), s.fixtures, "; strict: unmatched runs are 404" if s.strict_fixtures else ""))
     lines += [
         "  try:  curl -N %s/v1/pipes/run -H 'Content-Type: application/json' "
         "-H 'Authorization: %s' -d '%s'" % (url, auth, body),

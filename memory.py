@@ -419,6 +419,17 @@ class MemoryStore:
         with self._lock:
             return len(self._memories)
 
+    def clear(self) -> int:
+        """Forget every memory, document and pending upload (``POST /mock/reset``); returns
+        how many memories were dropped."""
+        with self._lock:
+            count = len(self._memories)
+            self._memories.clear()
+            self._uploads.clear()
+            self._documents = 0
+            self._bytes = 0
+            return count
+
     def _memory(self, name: str) -> _Memory:
         memory = self._memories.get(name)
         if memory is None:

@@ -50,6 +50,8 @@ __all__ = [
     "parse_replies",
     "tokenize",
     "choose_reply",
+    "scripted_reply",
+    "message_text",
     "reply_events",
     "ChunkEncoder",
     "completion_body",
@@ -144,9 +146,10 @@ class ToolCall(NamedTuple):
 class Reply(NamedTuple):
     """The assistant's answer to one run.
 
-    Exactly one of ``text`` (a string) or ``tool_calls`` (a 1-tuple of ``ToolCall``) is set;
-    ``pieces`` is how it streams: the text's pieces, or the call's arguments' pieces (their
-    join is the text or the arguments); ``finish_reason`` is ``"stop"`` for text and
+    Exactly one of ``text`` (a string) or ``tool_calls`` (a non-empty tuple of ``ToolCall``;
+    one unless a fixture scripts more) is set; ``pieces`` is how it streams: the text's
+    pieces, or the calls' arguments' pieces, call after call (each call's pieces join to its
+    arguments; ``reply_events`` walks them by length); ``finish_reason`` is ``"stop"`` for text and
     ``"tool_calls"`` for a tool call; ``usage`` counts prompt tokens from the request and one
     completion token per piece; ``id`` is the completion id (``chatcmpl-`` and 32 hex digits,
     from the seed, so a replay is byte-identical).
@@ -336,7 +339,9 @@ def parse_replies(value: Any) -> Tuple[str, ...]:
 # --- choosing the reply -------------------------------------------------------------------
 
 
-def _text_of(content: Any) -> str:
+def message_text(content: Any) -> str:
+    """The text of a message's ``content``: the string itself, or the ``text`` of its parts
+    joined by spaces (OpenAI content parts); ``""`` for anything else (None, a tool call)."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -440,7 +445,7 @@ def choose_reply(
     """
     rng = seeded_random(seed, digest or request_digest(request), "reply")
     completion_id = "chatcmpl-%032x" % rng.getrandbits(128)
-    prompt_tokens = sum(len(tokenize(_text_of(m["content"]))) for m in request.messages)
+    prompt_tokens = sum(len(tokenize(message_text(m["content"]))) for m in request.messages)
     last_role = request.messages[-1]["role"] if request.messages else None
     if request.tools and request.tool_choice != "none" and last_role != "tool":
         if request.tool_choice not in (None, "auto", "required"):
@@ -469,6 +474,48 @@ def choose_reply(
     if len(pieces) > max_pieces:
         raise InvalidRequest("The reply would stream in %d chunks; the limit is %d. Use a coarser "
                              "chunking or a shorter reply." % (len(pieces), max_pieces), "mock")
+    return Reply(text, (), pieces, "stop", Usage(prompt_tokens, len(pieces)), completion_id)
+
+
+def scripted_reply(
+    request: RunRequest,
+    seed: int,
+    digest: str,
+    split: Callable[[str], List[str]] = tokenize,
+    text: Optional[str] = None,
+    chunks: Optional[Sequence[str]] = None,
+    calls: Sequence[Tuple[Optional[str], str, str]] = (),
+    max_chars: int = 200_000,
+) -> Reply:
+    """A reply a script gives (a ``fixtures`` response) instead of one ``choose_reply`` picks.
+
+    Exactly one of: ``text`` (``{{name}}`` placeholders filled from ``request.variables``, then
+    cut by ``split``), ``chunks`` (the exact pieces to stream, joined as the text) or ``calls``
+    (``(id or None, name, arguments JSON text)`` per tool call; a None id becomes a seeded
+    ``call_…``; each call's arguments are cut by ``split``). The completion id, usage and
+    finish reason follow ``choose_reply``'s rules, so a fixture's reply is byte-identical on
+    every replay. Raises ``InvalidRequest`` past ``max_chars`` characters."""
+    rng = seeded_random(seed, digest, "reply")
+    completion_id = "chatcmpl-%032x" % rng.getrandbits(128)
+    prompt_tokens = sum(len(tokenize(message_text(m["content"]))) for m in request.messages)
+    if calls:
+        tool_calls = tuple(ToolCall(id or "call_%024x" % rng.getrandbits(96), name, arguments)
+                           for id, name, arguments in calls)
+        size = sum(len(c.arguments) for c in tool_calls)
+        if size > max_chars:
+            raise InvalidRequest("The tool calls' arguments are %d characters; the limit is %d (see "
+                                 "--max-reply-chars)." % (size, max_chars), "tools")
+        pieces = tuple(p for c in tool_calls for p in split(c.arguments) if p)
+        return Reply(None, tool_calls, pieces, "tool_calls", Usage(prompt_tokens, len(pieces)), completion_id)
+    if chunks is not None:
+        pieces = tuple(chunks)
+        text = "".join(pieces)
+    else:
+        text = _substitute(text or "", request.variables, max_chars) if request.variables else text or ""
+        pieces = tuple(split(text))
+    if len(text) > max_chars:
+        raise InvalidRequest("The reply would be %d characters; the limit is %d (see --max-reply-chars)."
+                             % (len(text), max_chars), "mock")
     return Reply(text, (), pieces, "stop", Usage(prompt_tokens, len(pieces)), completion_id)
 
 
@@ -547,17 +594,22 @@ def text_deltas(pieces: Tuple[str, ...]) -> Tuple[TextDelta, ...]:
 
 def reply_events(reply: Reply) -> Iterator[Event]:
     """Yield the reply's chat events, lazily: ``Start``, then one ``TextDelta`` per piece (or,
-    for a tool call, a ``ToolCallDelta`` naming the call and one per arguments piece), then
+    for each tool call in turn, a ``ToolCallDelta`` naming the call with its ``index`` and one
+    per arguments piece), then
     ``Finish`` with the reply's usage."""
     if reply.text is not None:
         yield Start("")
         yield from text_deltas(reply.pieces)
     else:
         yield Start(None)
-        call = reply.tool_calls[0]
-        yield ToolCallDelta(0, call.id, call.name, "")
-        for piece in reply.pieces:
-            yield ToolCallDelta(0, None, None, piece)
+        pieces = iter(reply.pieces)
+        for index, call in enumerate(reply.tool_calls):
+            yield ToolCallDelta(index, call.id, call.name, "")
+            left = len(call.arguments)
+            while left > 0:
+                piece = next(pieces)
+                left -= len(piece)
+                yield ToolCallDelta(index, None, None, piece)
     yield Finish(reply.finish_reason, reply.usage)
 
 
@@ -755,3 +807,11 @@ class RunLog:
         """Run ids, newest first."""
         with self._lock:
             return list(reversed(self._records))
+
+    def clear(self) -> int:
+        """Forget every record (``POST /mock/reset``); returns how many were dropped."""
+        with self._lock:
+            count = len(self._records)
+            self._records.clear()
+            self.bytes = 0
+            return count

@@ -1,7 +1,8 @@
 """Run orchestration: one chat run, in any wire format, from request to a response value.
 
-Job: resolve a run's scenario (server flags < ``X-Mock-*`` headers < extra layers < the body's
-``mock`` object), choose the reply, draw the fault, and build the ground-truth record; then,
+Job: resolve a run's scenario (server flags < ``X-Mock-*`` headers < extra layers < the
+matching fixture's ``mock`` < the body's ``mock`` object), choose the reply (a fixture's, the
+upstream's, or a built-in one), draw the fault, and build the ground-truth record; then,
 after the route has stored what it stores, publish that record under the run id and build the
 stream's plan. Every route that answers with a model reply goes through here, so the order is
 the same everywhere and a record is never changed after it is published: a run that fails
@@ -16,10 +17,12 @@ import logging
 import random
 from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
+import fixtures
 import pipes
 import scenario
 import threads
-from api import App, BadRequest, MockFault, Request, StreamResponse
+import upstream
+from api import App, BadRequest, MockFault, NotFound, Request, StreamResponse
 
 __all__ = ["Run", "prepare", "publish", "stream", "store_run", "store_reply_when_complete"]
 
@@ -29,8 +32,9 @@ log = logging.getLogger(__name__)
 class Run(NamedTuple):
     """A prepared run: ``request`` (``pipes.RunRequest``), resolved ``scenario``, its seeded
     ``rng``, the ``reply`` (``pipes.Reply``), whether the ``fault`` fires, ``run_id`` (str),
-    the ground-truth ``record`` (dict, published by ``publish``) and the ``headers`` every
-    response of the run carries (``lb-mock-seed``, ``lb-mock-run-id``)."""
+    the ground-truth ``record`` (dict, published by ``publish``), the ``headers`` every
+    response of the run carries (``lb-mock-seed``, ``lb-mock-run-id``) and ``waits`` (seconds
+    before each chat event, from a fixture's ``delays``, or None: the scenario paces it)."""
 
     request: Any
     scenario: scenario.Scenario
@@ -40,6 +44,7 @@ class Run(NamedTuple):
     run_id: str
     record: dict
     headers: List[Tuple[str, str]]
+    waits: Optional[Tuple[float, ...]] = None
 
 
 def fault_headers(sc: scenario.Scenario) -> List[Tuple[str, str]]:
@@ -54,25 +59,68 @@ def fault_headers(sc: scenario.Scenario) -> List[Tuple[str, str]]:
 
 
 def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: Any,
-            layers: Iterable[dict] = (), wire: str = "langbase", model: Optional[str] = None) -> Run:
+            layers: Iterable[dict] = (), wire: str = "langbase", model: Optional[str] = None,
+            pipe: Optional[str] = None) -> Run:
     """Resolve the scenario, choose the reply and draw the fault; nothing is stored yet.
+
+    The reply is the first fixture's that matches (``app.fixtures``, see ``fixtures``; its
+    ``mock`` settings are a scenario layer under the body's ``mock``), else the upstream's
+    (``app.upstream``, ``--upstream``: the first call raises ``upstream.UpstreamPending`` and
+    the route is run again with the fetched reply in ``app.upstream_results``), else a
+    built-in one per ``reply_mode`` (sample texts, ``echo``, ``lorem``). ``pipe`` is the pipe name the run
+    names, for the fixtures' ``pipe`` rule.
 
     Raises:
         BadRequest: a scenario setting is invalid, or the stream would last too long.
-        MockFault: ``fault=http_error`` fired; that run's record is published first.
+        NotFound: ``--strict`` and no fixture matched (naming the request).
+        upstream.UpstreamPending: the reply must first come from the upstream.
+        upstream.UpstreamError: it could not (refused, an HTTP error, cut short, too slow).
+        MockFault: ``fault=http_error`` fired, or the fixture answers with an ``error``; that
+            run's record is published first.
     """
     settings = app.settings
+    book = getattr(app, "fixtures", None)
+    live = getattr(app, "upstream", None)
+    fixture = None
+    fetched = live and app.upstream_results.pop(http_request.request_id, None)
+    if isinstance(fetched, upstream.UpstreamError):
+        raise fetched
+    if fetched is not None:
+        fixture = fetched  # the upstream's reply, fetched for this very request: no matching again
+    elif book is not None:
+        facts = fixtures.Facts(wire, http_request.path, model or settings.model, pipe,
+                               lambda: _turn(app, request))
+        fixture = book.match(request, facts)
+        if fixture is None and live:
+            raise upstream.UpstreamPending(live.start(request, model or settings.model))
+        if fixture is None and settings.strict_fixtures:
+            raise NotFound("No fixture matched %s %s (wire %s, model %r, last user message %r) and the "
+                           "server runs with --strict; add a fixture for it (GET /mock/fixtures lists them)."
+                           % (http_request.method, http_request.path, wire, facts.model,
+                              fixtures.last_user_text(request)[:200]))
     sc = scenario.build(
         settings.seed, settings.delay, dict(settings.mock),
-        scenario.header_layer(http_request.headers.items()), *layers, scenario.body_layer(mock),
+        scenario.header_layer(http_request.headers.items()), *layers,
+        fixture.layer if fixture is not None else {}, scenario.body_layer(mock),
     )
     digest = pipes.request_digest(request)
     rng = pipes.seeded_random(sc.seed, digest, "scenario", lazy=True)
-    replies = scenario.replies_for(sc, settings.replies)
-    reply = pipes.choose_reply(request, replies, sc.seed, scenario.splitter(sc, rng), digest,
-                               max_chars=settings.max_reply_chars)
+    split = scenario.splitter(sc, rng)
+    if fixture is not None and fixture.scripted:
+        reply = pipes.scripted_reply(request, sc.seed, digest, split, fixture.text, fixture.chunks,
+                                     fixture.calls, settings.max_reply_chars)
+    else:
+        chooser = request
+        if sc.reply_mode == "sample":
+            replies = scenario.replies_for(sc, settings.replies)
+        else:  # echo and lorem replies are taken as they are: no {{name}} filling
+            replies = (fixtures.last_user_text(request) if sc.reply_mode == "echo" else fixtures.lorem(sc.lorem_words),)
+            chooser = request._replace(variables={})
+        reply = pipes.choose_reply(chooser, replies, sc.seed, split, digest, max_chars=settings.max_reply_chars)
     fault = scenario.fault_fires(sc, rng)
     seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
+    if fixture is not None and fixture.delays is not None and sc.fixture_timing == "recorded":
+        seconds = sum(fixture.delays)
     if request.stream and seconds > scenario.MAX_STREAM_SECONDS:
         raise BadRequest(
             "This stream would last up to %.0f s; the limit is %.0f s. Lower delay, ttft, "
@@ -87,14 +135,32 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
         "tool_calls": pipes.reply_message(reply)["tool_calls"],
         "usage": reply.usage.as_dict(), "finish_reason": reply.finish_reason,
         "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read
+        "fixture": fixture.name if fixture is not None else None,
     }
-    run = Run(request, sc, rng, reply, fault, run_id, record, headers)
+    waits = fixture.waits() if fixture is not None and sc.fixture_timing == "recorded" else None
+    run = Run(request, sc, rng, reply, fault, run_id, record, headers, waits)
+    if fixture is not None and fixture.error is not None:
+        status, code, message = fixture.error
+        record["error"] = {"status": status, "code": code, "message": message}
+        publish(app, run)
+        raise MockFault(status, code, message, headers, explicit_code=True)
     if fault and sc.fault == "http_error":
         publish(app, run)
         raise MockFault(sc.fault_status, sc.error_code,
                         "Mock fault: HTTP %d (fault=http_error)." % sc.fault_status,
                         headers + fault_headers(sc), explicit_code=sc.fault_code is not None)
     return run
+
+
+def _turn(app: App, request: pipes.RunRequest) -> int:
+    """How many ``user`` messages the conversation holds: the run's, plus its stored thread's."""
+    count = sum(1 for m in request.messages if m["role"] == "user")
+    if request.thread_id is not None:
+        try:
+            count += sum(1 for m in app.store.list_messages(request.thread_id) if m["role"] == "user")
+        except threads.ThreadNotFound:
+            pass
+    return count
 
 
 def store_run(app: App, run: Run, thread_id: Optional[str], messages: List[dict],
@@ -117,8 +183,10 @@ def stream(run: Run, encoder: Any, events: Iterator[pipes.Event], waits: Optiona
            headers: Iterable[Tuple[str, str]] = ()) -> StreamResponse:
     """The run's stream: ``events`` shaped by its scenario (``scenario.shape`` then
     ``scenario.reframe``), encoded by ``encoder``; ``waits`` replaces the scenario's pacing
-    (seconds before each event) when given."""
+    (seconds before each event) when given, else the run's own (a fixture's ``delays``)."""
     sc = run.scenario
+    if waits is None and run.waits is not None:
+        waits = iter(run.waits)
     shaped = scenario.shape(events, encoder, sc, run.rng, run.fault, waits)
     return StreamResponse(scenario.reframe(shaped, sc, run.rng), list(headers) + run.headers,
                           sc.body, sc.content_type)

@@ -138,6 +138,11 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
     _S("reply", "int", None, "which reply of the server's set to use, from 0 (default: picked by the seed)",
        0, 100000, nullable=True),
     _S("reply_text", "str", None, "use this text as the reply", 0, 20000, nullable=True),
+    _S("reply_mode", "enum", "sample", "built-in replies: sample texts, echo (the last user message back) "
+       "or lorem (lorem_words words of lorem ipsum)", choices=("sample", "echo", "lorem")),
+    _S("lorem_words", "int", 50, "words in a reply_mode=lorem reply", 1, 10000),
+    _S("fixture_timing", "enum", "recorded", "a fixture's delays pace its chunks (recorded), or the "
+       "settings above do (scenario)", choices=("recorded", "scenario")),
     # endings
     _S("ending", "enum", "normal", "how the stream ends",
        choices=("normal", "no_done", "done_no_space", "data_after_done", "no_final_blank_line", "no_terminator")),
@@ -158,7 +163,7 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
 """Every scenario setting by name; the README table and ``GET /mock/settings`` follow it."""
 
 _SHAPING = tuple(name for name in SETTINGS if name not in (
-    "seed", "delay", "ttft", "jitter", "tokens_per_second", "reply", "reply_text"))
+    "seed", "delay", "ttft", "jitter", "tokens_per_second", "reply", "reply_text", "reply_mode", "lorem_words", "fixture_timing"))
 """Settings that change a stream's bytes beyond pacing and the reply."""
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +194,9 @@ class Scenario:
     content_type: str
     reply: Optional[int]
     reply_text: Optional[str]
+    reply_mode: str
+    lorem_words: int
+    fixture_timing: str
     ending: str
     fault: str
     fault_probability: float

@@ -229,6 +229,15 @@ class PipeStore:
         with self._lock:
             return len(self._pipes)
 
+    def clear(self) -> int:
+        """Forget every pipe (``POST /mock/reset``); returns how many were dropped."""
+        with self._lock:
+            count = len(self._pipes)
+            self._pipes.clear()
+            self._by_key.clear()
+            self.bytes = 0
+            return count
+
     def _check_room(self, added_pipes: int, added_bytes: int) -> None:
         """Raise ``StoreFull`` if adding would pass a bound (call with the lock held)."""
         if len(self._pipes) + added_pipes > self.max_pipes:
@@ -324,3 +333,11 @@ class TraceLog:
         """The entries kept, newest first (shared dicts: don't change them)."""
         with self._lock:
             return [entry for entry, _ in reversed(self._entries)]
+
+    def clear(self) -> int:
+        """Forget every trace (``POST /mock/reset``); returns how many were dropped."""
+        with self._lock:
+            count = len(self._entries)
+            self._entries.clear()
+            self.bytes = 0
+            return count

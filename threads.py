@@ -337,6 +337,13 @@ class ThreadStore:
         with self._transaction(False):
             return self._used_bytes()
 
+    def clear(self) -> int:
+        """Forget every thread (``POST /mock/reset``); returns how many were dropped."""
+        with self._lock:
+            count = len(self._threads)
+            self._threads.clear()
+            return count
+
     def _now(self) -> int:
         return int(self._clock())
 

@@ -4,7 +4,9 @@ Job: hold every endpoint as data (``api.Route`` records gathered from one module
 ``langbase``, ``memory``, ``tools``, ``openai``, ``frontends`` for the other chat backends' wire
 formats, ``mock`` for the mock's own endpoints, ``contract`` for ``GET /openapi.json`` and
 ``playground`` for the browser page), find the route for a method and path, apply the route's auth
-rule, call it, and turn any error into a JSON response in the route's own error shape. No I/O:
+rule, call it, turn any error into a JSON response in the route's own error shape, and note
+the request in the journal (``journal``). A run waiting for the upstream is answered with an
+``api.DeferredResponse`` that calls the route again when the reply is in. No I/O:
 ``dispatch`` takes an ``api.Request`` and returns an ``api`` response value, so every route can
 be exercised without a socket.
 """
@@ -16,9 +18,10 @@ import logging
 import re
 from typing import Dict, List, Optional, Tuple
 
+import upstream
 from api import (
-    DOMAIN_ERRORS, ApiError, App, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound, Request,
-    Response, Route, Unauthorized, domain_error,
+    DOMAIN_ERRORS, ApiError, App, DeferredResponse, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound,
+    Request, Response, Route, Unauthorized, domain_error,
 )
 from routes import contract, frontends, hosts, langbase, memory, mock, openai, playground, tools
 
@@ -181,7 +184,40 @@ def error_response(error: ApiError, style: str, request: Optional[Request] = Non
 def dispatch(app: App, request: Request) -> Response:
     """Answer ``request``: route it, check auth, call the route. Never raises: errors become
     JSON responses in the route's error shape, and an unexpected exception is logged with
-    its traceback and answered 500."""
+    its traceback and answered 500. Every request outside ``/mock/`` is then kept in the
+    request journal (``app.journal``, when the app has one) with its status, run id and the
+    fixture that answered."""
+    try:
+        response = _answer(app, request)
+    except upstream.UpstreamPending as pending:
+        return _after_upstream(app, request, pending.job)
+    book = getattr(app, "journal", None)
+    if book is not None and not request.path.startswith("/mock/"):
+        run_id = next((value for name, value in response.headers if name == "lb-mock-run-id"), None)
+        record = app.runs.get(run_id) if run_id is not None else None
+        book.add(time=app.clock(), method=request.method, path=request.path, query=request.query,
+                 headers=request.headers.items(), body=request.body, status=getattr(response, "status", 200),
+                 run_id=run_id, fixture=record.get("fixture") if record else None, request_id=request.request_id)
+    return response
+
+
+def _after_upstream(app: App, request: Request, job: upstream.Job) -> DeferredResponse:
+    """Answer once ``job`` is done: the route runs again with the upstream's reply (or error)
+    waiting for it in ``app.upstream_results``; nothing was stored or published before."""
+
+    def poll() -> Optional[Response]:
+        if not job.done.is_set():
+            return None
+        app.upstream_results[request.request_id] = job.result
+        try:
+            return dispatch(app, request)
+        finally:
+            app.upstream_results.pop(request.request_id, None)
+
+    return DeferredResponse(poll, job.cancel)
+
+
+def _answer(app: App, request: Request) -> Response:
     style = None
     try:
         hosts.check_host(request, app.settings.host, app.settings.allowed_hosts)
@@ -199,6 +235,8 @@ def dispatch(app: App, request: Request) -> Response:
         return error_response(exc, style or error_style_for(request.path), request)
     except DOMAIN_ERRORS as exc:
         return error_response(domain_error(exc), style or error_style_for(request.path), request)
+    except upstream.UpstreamPending:
+        raise
     except Exception:
         log.exception("unexpected error answering %s %s", request.method, request.path)
         return error_response(

@@ -58,7 +58,8 @@ def pipes_run(request: Request, app: App) -> Response:
         messages, variables = pipe.prompt()
         reply_request = run_request._replace(messages=messages + run_request.messages,
                                              variables=dict(variables, **run_request.variables))
-    run = runs.prepare(app, request, reply_request, data.get("mock"), model=model)
+    run = runs.prepare(app, request, reply_request, data.get("mock"), model=model,
+                       pipe=pipe.config["name"] if pipe is not None else data.get("name"))
     thread_id = runs.store_run(app, run, run_request.thread_id, run_request.messages,
                                not app.settings.strict_threads)
     runs.publish(app, run)

@@ -1,6 +1,7 @@
 """The mock's own routes: ``GET /`` and ``GET /health`` (status; ``/`` sends a browser to the
-playground), ``GET /mock/settings`` (every scenario setting) and ``GET /mock/runs`` (the ground
-truth of recent runs). No auth; errors in Langbase's envelope."""
+playground), ``GET /mock/settings`` (every scenario setting), ``GET /mock/runs`` (the ground
+truth of recent runs), ``/mock/fixtures`` (fixtures pushed over HTTP), ``/mock/requests`` (the
+request journal) and ``POST /mock/reset``. No auth; errors in Langbase's envelope."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import datetime
 import time
 from typing import List
 
+import fixtures
+import journal
 import routes
 import scenario
-from api import SERVICE, VERSION, App, EmptyResponse, JsonResponse, NotFound, Request, Response, Route, route
+from api import (
+    SERVICE, VERSION, App, BadRequest, EmptyResponse, JsonResponse, NotFound, Request, Response, Route,
+    UsageExceeded, route,
+)
 
 __all__ = ["ROUTES"]
 
@@ -84,11 +90,80 @@ def mock_run(request: Request, app: App) -> Response:
     return JsonResponse(200, dict(record, scenario=record["scenario"].as_dict()))
 
 
+def fixtures_list(request: Request, app: App) -> Response:
+    """``GET /mock/fixtures``: ``{"path": str or null, "strict": bool, "fixtures": [{"name",
+    "source", "matched", "match", "response"}]}`` in matching order (pushed first); ``matched``
+    counts the runs each fixture's rules held for (what ``nth`` counts)."""
+    return JsonResponse(200, {"path": app.settings.fixtures, "strict": app.settings.strict_fixtures,
+                              "fixtures": app.fixtures.listing()})
+
+
+def fixtures_push(request: Request, app: App) -> Response:
+    """``POST /mock/fixtures``: add fixtures for this server's runs, before the file's. The body
+    is one fixture object, an array of them or ``{"fixtures": [...]}`` (``fixtures`` module
+    format). 201 ``{"added": int, "fixtures": [summaries of those added]}``; 400 naming the
+    line, column and field of the first problem, nothing added; 403 past
+    ``fixtures.MAX_PUSHED`` fixtures or ``fixtures.MAX_PUSHED_BYTES``."""
+    text = request.body.decode("utf-8", "replace")
+    try:
+        added = fixtures.parse_text(text, "request body")
+        app.fixtures.push(added, len(request.body))
+    except fixtures.FixtureError as exc:
+        raise BadRequest("Invalid fixture: %s" % exc) from None
+    except OverflowError as exc:
+        raise UsageExceeded("Too many pushed fixtures: %s; DELETE /mock/fixtures first." % exc) from None
+    return JsonResponse(201, {"added": len(added), "fixtures": [f.summary(0) for f in added]})
+
+
+def fixtures_clear(request: Request, app: App) -> Response:
+    """``DELETE /mock/fixtures``: drop the pushed fixtures (the file's stay) and restart every
+    ``nth`` count: ``{"deleted": int}``."""
+    return JsonResponse(200, {"deleted": app.fixtures.clear_pushed()})
+
+
+def requests_list(request: Request, app: App) -> Response:
+    """``GET /mock/requests``: ``{"requests": [entries, newest first]}`` (``journal.Journal``
+    entry shape), filtered by the query parameters ``journal.FILTERS``; 400 for an unknown
+    filter or a ``status``/``limit`` that is not a whole number."""
+    query = request.query_params()
+    unknown = [name for name in query if name not in journal.FILTERS]
+    if unknown:
+        raise BadRequest("Unknown filter %r; filters: %s." % (unknown[0][:40], ", ".join(journal.FILTERS)),
+                         param=unknown[0][:40])
+    try:
+        entries = app.journal.select({name: values[-1] for name, values in query.items()})
+    except ValueError:
+        raise BadRequest("status and limit must be whole numbers (limit from 0).") from None
+    return JsonResponse(200, {"requests": entries})
+
+
+def requests_clear(request: Request, app: App) -> Response:
+    """``DELETE /mock/requests``: empty the journal: ``{"deleted": int}``."""
+    return JsonResponse(200, {"deleted": app.journal.clear()})
+
+
+def reset(request: Request, app: App) -> Response:
+    """``POST /mock/reset``: forget everything tests create, in one call: threads, run records,
+    the journal, pushed fixtures (and every ``nth`` count), pipes, memories, traces and token
+    generations. Settings and fixture files stay. ``{"reset": {store: items dropped}}``."""
+    return JsonResponse(200, {"reset": {
+        "threads": app.store.clear(), "runs": app.runs.clear(), "requests": app.journal.clear(),
+        "fixtures": app.fixtures.clear_pushed(), "pipes": app.pipes.clear(), "memories": app.memory.clear(),
+        "traces": app.traces.clear(), "generations": app.tokens.clear(),
+    }})
+
+
 ROUTES: List[Route] = [
     route("GET", "/", status),
     route("GET", "/health", status),
     route("GET", "/mock/settings", mock_settings),
     route("GET", "/mock/runs", mock_runs),
     route("GET", "/mock/runs/{runId}", mock_run),
+    route("GET", "/mock/fixtures", fixtures_list),
+    route("POST", "/mock/fixtures", fixtures_push),
+    route("DELETE", "/mock/fixtures", fixtures_clear),
+    route("GET", "/mock/requests", requests_list),
+    route("DELETE", "/mock/requests", requests_clear),
+    route("POST", "/mock/reset", reset),
 ]
 """The mock's own endpoints: no auth, Langbase's error envelope."""

@@ -1,6 +1,7 @@
 """Scenario settings: validation and precedence, exact plans (no sockets), and each setting's
 observable effect over a real socket."""
 
+import glob
 import json
 import random
 import unittest
@@ -117,8 +118,11 @@ class SettingsTest(unittest.TestCase):
 
 class ReadmeTest(unittest.TestCase):
     def test_readme_documents_every_setting(self):
-        with open(support.ROOT + "/README.md", encoding="utf-8") as f:
-            readme = f.read()
+        # The user docs are README.md and docs/*.md (one file per area).
+        readme = ""
+        for path in [support.ROOT + "/README.md"] + sorted(glob.glob(support.ROOT + "/docs/*.md")):
+            with open(path, encoding="utf-8") as f:
+                readme += f.read()
         for name in scenario.SETTINGS:
             self.assertIn("| `%s` |" % name, readme)
 

@@ -1,0 +1,320 @@
+"""A live upstream: replies fetched from a real OpenAI-compatible endpoint, and recorded.
+
+Job: for a run that no fixture answers, ask ``--upstream`` (OpenAI itself, a local Ollama's
+``/v1``, or another mock) with ``POST {upstream}/chat/completions`` and ``"stream": true``, on a
+worker thread with ``http.client``, and turn what it streamed into a ``fixtures.Fixture``: the
+exact text of each chunk, their boundaries, the wait before each (``delays``), or the tool
+calls. The run then goes through the normal path with that fixture, so the reply is served in
+whichever wire format the client asked for, with threads, CORS and scenarios applied; with
+``--record DIR`` the same fixture is written to a file that ``--fixtures DIR`` replays. It has
+its own room because it is the only code that waits on the network, and it must never do so on
+the event loop: the loop only polls a finished flag (``Job.done``) from a timer.
+
+Failures become ``UpstreamError`` (an ``api.ApiError``, so the client gets them in its own
+error shape): connection refused (502 ``BAD_GATEWAY``), an upstream HTTP error (its status
+passed on, with its message), a stream that ends before ``data: [DONE]`` (502), and an
+upstream slower than its deadline (504 ``GATEWAY_TIMEOUT``). The key sent upstream comes from
+the environment (``LB_MOCK_UPSTREAM_KEY``); it is never logged, written or sent back.
+
+The stream starts when the upstream's reply is complete (then its chunks go out with their
+original waits), not while the upstream is still producing it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import logging
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from typing import Any, Dict, List, Optional, Tuple
+
+import fixtures
+import pipes
+from api import ApiError
+
+__all__ = ["Upstream", "Job", "UpstreamError", "UpstreamPending", "request_body", "parse_url", "MAX_JOBS", "MAX_REPLY_BYTES"]
+
+log = logging.getLogger(__name__)
+
+MAX_JOBS = 32
+"""Most upstream requests in flight at once; beyond it a run is answered 503."""
+MAX_REPLY_BYTES = 8 * 1024 * 1024
+"""Most bytes read from one upstream response."""
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class UpstreamError(ApiError):
+    """The upstream failed: ``status`` and ``code`` per case (see the module docstring)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+class UpstreamPending(Exception):
+    """Raised by ``runs.prepare`` when a run's reply must first come from the upstream:
+    ``job`` is the ``Job`` fetching it. ``routes.dispatch`` answers with an
+    ``api.DeferredResponse`` that runs the route again once the job is done."""
+
+    def __init__(self, job: "Job") -> None:
+        super().__init__("waiting for the upstream")
+        self.job = job
+
+
+def parse_url(url: str) -> Tuple[str, str, int, str]:
+    """``(scheme, host, port, base path without a trailing /)`` of an ``http``/``https`` URL.
+    Raises ``ValueError`` for anything else."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("the upstream must be an http:// or https:// URL, such as http://127.0.0.1:11434/v1")
+    if parts.query or parts.fragment or parts.username:
+        raise ValueError("the upstream URL must have no query, fragment or user name")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return parts.scheme, parts.hostname, port, parts.path.rstrip("/")
+
+
+def request_body(request: pipes.RunRequest, model: str) -> dict:
+    """The OpenAI ``chat/completions`` body sent upstream: ``model`` (a ``provider:`` prefix
+    dropped), ``messages`` (role, content, and ``name``/``tool_call_id``/``tool_calls`` when
+    set), ``tools`` and ``tool_choice`` when given, and ``"stream": true``."""
+    messages = []
+    for m in request.messages:
+        out: Dict[str, Any] = {"role": m["role"], "content": m["content"]}
+        for key in ("name", "tool_call_id"):
+            if m.get(key):
+                out[key] = m[key]
+        if m.get("tool_calls"):
+            out["tool_calls"] = m["tool_calls"]
+        messages.append(out)
+    body: Dict[str, Any] = {"model": model.split(":", 1)[1] if ":" in model else model,
+                            "messages": messages, "stream": True}
+    if request.tools:
+        body["tools"] = request.tools
+    if request.tool_choice in ("auto", "required", "none"):
+        body["tool_choice"] = request.tool_choice
+    elif request.tool_choice is not None:
+        body["tool_choice"] = {"type": "function", "function": {"name": request.tool_choice}}
+    return body
+
+
+class Job:
+    """One upstream exchange, run by ``run()`` on a worker thread. ``done`` (a
+    ``threading.Event``) is set when ``result`` holds a ``fixtures.Fixture`` (the reply) or an
+    ``UpstreamError``; ``cancel()`` asks the worker to stop reading (the client left)."""
+
+    def __init__(self, upstream: "Upstream", body: dict, user: str, tool_result: bool) -> None:
+        self.upstream = upstream
+        self.body = body
+        self.user = user
+        self.tool_result = tool_result
+        self.done = threading.Event()
+        self.cancelled = False
+        self.result: Any = None
+
+    def cancel(self) -> None:
+        """Stop at the next read; the result is dropped."""
+        self.cancelled = True
+
+    def run(self) -> None:
+        """Fetch, parse, record; never raises (errors become ``result``)."""
+        try:
+            self.result = self._fetch()
+            if self.upstream.record_dir and not self.cancelled:
+                self.upstream.write_record(self.result)
+        except UpstreamError as exc:
+            self.result = exc
+        except Exception as exc:  # a bug, or an upstream speaking nonsense: answer, log
+            log.exception("upstream exchange failed")
+            self.result = UpstreamError(502, "BAD_GATEWAY", "The upstream exchange failed: %s." % type(exc).__name__)
+        finally:
+            self.upstream.release()
+            self.done.set()
+
+    def _fetch(self) -> fixtures.Fixture:
+        up = self.upstream
+        deadline = time.monotonic() + up.timeout
+        where = "%s://%s:%d" % (up.scheme, up.host, up.port)
+        if up.scheme == "https":
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                up.host, up.port, timeout=up.timeout, context=ssl.create_default_context())
+        else:
+            conn = http.client.HTTPConnection(up.host, up.port, timeout=up.timeout)
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if up.key:
+            headers["Authorization"] = "Bearer " + up.key
+        started = time.monotonic()
+        try:
+            try:
+                conn.request("POST", up.base + "/chat/completions", json.dumps(self.body).encode("utf-8"), headers)
+                response = conn.getresponse()
+            except (socket.timeout, TimeoutError):
+                raise UpstreamError(504, "GATEWAY_TIMEOUT", "The upstream %s did not answer within %g s "
+                                    "(--upstream-timeout)." % (where, up.timeout)) from None
+            except OSError as exc:
+                raise UpstreamError(502, "BAD_GATEWAY", "Cannot reach the upstream %s: %s."
+                                    % (where, exc.strerror or exc)) from None
+            if response.status != 200:
+                raise self._http_error(response)
+            return self._read_stream(response, deadline, started, where)
+        finally:
+            conn.close()
+
+    def _http_error(self, response: http.client.HTTPResponse) -> UpstreamError:
+        raw = response.read(65536)
+        message = ""
+        try:
+            error = json.loads(raw).get("error")
+            message = error.get("message") if isinstance(error, dict) else str(error or "")
+        except (ValueError, AttributeError):
+            message = raw[:200].decode("utf-8", "replace")
+        status = response.status if 400 <= response.status <= 599 else 502
+        code = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+                429: "RATE_LIMITED", 503: "SERVICE_UNAVAILABLE", 504: "GATEWAY_TIMEOUT"}.get(
+                    status, "BAD_GATEWAY" if status >= 500 else "BAD_REQUEST")
+        return UpstreamError(status, code, "The upstream answered HTTP %d: %s" % (response.status, message[:500]))
+
+    def _read_stream(self, response: http.client.HTTPResponse, deadline: float, started: float,
+                     where: str) -> fixtures.Fixture:
+        pieces: List[str] = []
+        delays: List[float] = []
+        calls: Dict[int, Dict[str, str]] = {}
+        last = started
+        data: List[str] = []
+        total = 0
+        chunks = 0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.cancelled:
+                raise UpstreamError(504, "GATEWAY_TIMEOUT", "The upstream %s did not finish its reply within "
+                                    "%g s (--upstream-timeout)." % (where, self.upstream.timeout))
+            if response.fp is not None and getattr(response.fp, "raw", None) is not None:
+                try:
+                    response.fp.raw._sock.settimeout(left)  # one read may not outlast the deadline
+                except AttributeError:
+                    pass
+            try:
+                line = response.readline(65537)
+            except (socket.timeout, TimeoutError):
+                continue
+            except (http.client.IncompleteRead, OSError):
+                line = b""
+            total += len(line)
+            if total > MAX_REPLY_BYTES:
+                raise UpstreamError(502, "BAD_GATEWAY", "The upstream reply is over %d bytes." % MAX_REPLY_BYTES)
+            if not line:
+                raise UpstreamError(502, "BAD_GATEWAY", "The upstream %s closed the stream after %d chunks, "
+                                    "before data: [DONE]." % (where, chunks))
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            if text.startswith("data:"):
+                data.append(text[5:][1:] if text[5:6] == " " else text[5:])
+                continue
+            if text or not data:
+                continue  # other fields, comments, blank lines between events
+            payload, data = "\n".join(data), []
+            if payload == "[DONE]":
+                break
+            chunks += 1
+            try:
+                chunk = json.loads(payload)
+            except ValueError:
+                raise UpstreamError(502, "BAD_GATEWAY", "The upstream sent an event that is not JSON.") from None
+            if isinstance(chunk, dict) and "error" in chunk:
+                error = chunk["error"]
+                message = error.get("message") if isinstance(error, dict) else str(error)
+                raise UpstreamError(502, "BAD_GATEWAY", "The upstream sent an error mid-stream: %s" % message)
+            choices = chunk.get("choices") if isinstance(chunk, dict) else None
+            delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
+            if not isinstance(delta, dict):
+                continue
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                now = time.monotonic()
+                pieces.append(content)
+                delays.append(round(now - last, 3))
+                last = now
+            for call in delta.get("tool_calls") or ():
+                slot = calls.setdefault(int(call.get("index", 0)), {"id": "", "name": "", "arguments": ""})
+                fn = call.get("function") or {}
+                slot["id"] = call.get("id") or slot["id"]
+                slot["name"] = fn.get("name") or slot["name"]
+                slot["arguments"] += fn.get("arguments") or ""
+        return self._fixture(pieces, delays, calls)
+
+    def _fixture(self, pieces: List[str], delays: List[float], calls: Dict[int, Dict[str, str]]) -> fixtures.Fixture:
+        match: Dict[str, Any] = {"user": self.user, "tool_result": self.tool_result}
+        if calls:
+            response: Dict[str, Any] = {"tool_calls": [
+                {"id": c["id"] or None, "name": c["name"], "arguments": c["arguments"] or "{}"}
+                for _, c in sorted(calls.items())]}
+            for call in response["tool_calls"]:
+                if call["id"] is None:
+                    del call["id"]
+        elif pieces:
+            response = {"chunks": pieces, "delays": [min(d, fixtures.MAX_DELAY_SECONDS) for d in delays]}
+        else:
+            response = {"text": ""}
+        item = {"name": "upstream", "match": match, "response": response}
+        try:
+            return fixtures.parse_text(json.dumps(item), "request body")[0]._replace(source="upstream")
+        except fixtures.FixtureError as exc:
+            raise UpstreamError(502, "BAD_GATEWAY", "The upstream reply cannot be served: %s" % exc.reason) from None
+
+
+class Upstream:
+    """The ``--upstream`` endpoint: ``url`` (base, e.g. ``http://127.0.0.1:11434/v1``), ``key``
+    (sent as bearer key, or None), ``timeout`` (seconds for a whole exchange), ``record_dir``
+    (where ``--record`` writes one fixture file per exchange, or None). ``start(...)`` begins
+    a ``Job`` on a new worker thread, at most ``MAX_JOBS`` at once."""
+
+    def __init__(self, url: str, key: Optional[str] = None, timeout: float = 60.0,
+                 record_dir: Optional[str] = None) -> None:
+        self.scheme, self.host, self.port, self.base = parse_url(url)
+        self.key = key
+        self.timeout = timeout
+        self.record_dir = record_dir
+        self._slots = threading.BoundedSemaphore(MAX_JOBS)
+        self._count = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never shows the key
+        return "Upstream(%s://%s:%d%s)" % (self.scheme, self.host, self.port, self.base)
+
+    def start(self, request: pipes.RunRequest, model: str) -> Job:
+        """Begin fetching the reply for ``request``. Raises ``UpstreamError`` 503 when
+        ``MAX_JOBS`` exchanges are in flight."""
+        if not self._slots.acquire(blocking=False):
+            raise UpstreamError(503, "SERVICE_UNAVAILABLE", "%d upstream requests are in flight; try again."
+                                % MAX_JOBS)
+        last_role = request.messages[-1]["role"] if request.messages else None
+        job = Job(self, request_body(request, model), fixtures.last_user_text(request), last_role == "tool")
+        threading.Thread(target=job.run, name="upstream", daemon=True).start()
+        return job
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def write_record(self, fixture: fixtures.Fixture) -> str:
+        """Write ``fixture`` as ``{"fixtures": [...]}`` to a new file in ``record_dir`` (named
+        after the time, a counter and the user message); returns its path. Holds only the
+        match (the last user message, whether a tool result came) and the reply: no header,
+        no key, no other part of the request."""
+        with self._lock:
+            number = next(self._count)
+        stem = _SAFE_NAME.sub("-", fixture.match.get("user", ""))[:40].strip("-") or "reply"
+        name = "%s-%04d-%s.json" % (time.strftime("%Y%m%d-%H%M%S"), number, stem)
+        path = os.path.join(self.record_dir, name)
+        item = {"name": name[:-5], "match": fixture.match, "response": fixture.response}
+        text = json.dumps({"fixtures": [item]}, ensure_ascii=False, indent=2) + "\n"
+        os.makedirs(self.record_dir, exist_ok=True)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)  # a reload never sees half a file
+        log.info("recorded an upstream exchange in %s", path)
+        return path
