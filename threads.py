@@ -207,7 +207,12 @@ def stored_bytes(value: Any) -> int:
     """The size, in bytes, that ``value`` (JSON-shaped: a message or a metadata map) counts
     against ``--max-thread-bytes``: its compact JSON encoding in UTF-8. The objects in memory
     are larger; the bound is on what clients sent, which they can reason about."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if type(value) is dict and not value:
+        return 2  # "{}": a new thread's metadata, nearly always
+    return len(_SIZE_ENCODER.encode(value).encode("utf-8", "surrogatepass"))
+
+
+_SIZE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class _Thread:
@@ -367,40 +372,34 @@ class ThreadStore:
                 % (used, self._max_bytes, more)
             )
 
-    def _append(self, thread: _Thread, messages: List[dict], result: bool = True) -> List[dict]:
-        # The bounds are checked. Returns copies of the stored messages when ``result`` is true
-        # (else an empty list). A message may bring its own ``id`` and ``created_at``;
-        # otherwise they are made here.
+    def _stored(self, thread_id: str, messages: List[dict]) -> Tuple[List[dict], int]:
+        # The stored form of ``messages`` in thread ``thread_id`` and their size as
+        # ``stored_bytes`` counts it; nothing is stored yet. A message may bring its own ``id``
+        # and ``created_at``; otherwise they are made here.
         now = self._now()
         stored_list, size = [], 0
         for msg in messages:
             stored = {
                 "id": msg.get("id") or "msg_" + self._new_id().replace("-", ""),
                 "created_at": now if msg.get("created_at") is None else msg["created_at"],
-                "thread_id": thread.id,
+                "thread_id": thread_id,
             }
             for key in _MESSAGE_KEYS[3:]:
                 stored[key] = _copy_json(msg[key])
             stored_list.append(stored)
             size += stored_bytes(stored)
-        self._insert_messages(thread, stored_list, size)
-        return _copy_json(stored_list) if result else []
+        return stored_list, size
 
-    def _check_room(self, thread: Optional[_Thread], count: int, messages: List[dict] = (),
-                    metadata: Optional[Dict[str, str]] = None) -> None:
-        # ``count`` messages more must fit in ``thread`` (None: a new one), and ``messages``
-        # (with ``metadata`` of a new thread) in the byte bound; an estimate that errs high by
-        # the id, timestamps and thread id of each message.
+    def _check_room(self, thread: Optional[_Thread], count: int, size: int) -> None:
+        # ``count`` messages more must fit in ``thread`` (None: a new one), and ``size`` bytes
+        # more in the byte bound.
         have = thread.count if thread else 0
         if have + count > self._max_messages:
             raise StoreFull(
                 "thread would exceed %d messages; start a new thread or restart the server "
                 "with a larger --max-messages" % self._max_messages
             )
-        more = sum(stored_bytes(m) + _MESSAGE_OVERHEAD for m in messages)
-        if thread is None:
-            more += stored_bytes(metadata or {})
-        self._check_bytes(more)
+        self._check_bytes(size)
 
     def create(
         self,
@@ -419,9 +418,11 @@ class ThreadStore:
         with self._transaction(True):
             if thread_id is not None and self._find(thread_id) is not None:
                 raise ThreadExists(thread_id)
-            self._check_room(None, len(messages or ()), messages or (), metadata)
+            thread_id = thread_id or self._new_id()
+            stored, size = self._stored(thread_id, messages or [])
+            self._check_room(None, len(stored), size + stored_bytes(metadata or {}))
             thread = self._new_thread(thread_id, metadata or {})
-            self._append(thread, messages or [], result=False)
+            self._insert_messages(thread, stored, size)
             return thread.as_object()
 
     def get(self, thread_id: str) -> dict:
@@ -461,8 +462,10 @@ class ThreadStore:
         """
         with self._transaction(True):
             thread = self._get(thread_id)
-            self._check_room(thread, len(messages), messages)
-            return self._append(thread, messages)
+            stored, size = self._stored(thread.id, messages)
+            self._check_room(thread, len(stored), size)
+            self._insert_messages(thread, stored, size)
+            return _copy_json(stored)
 
     def list_messages(self, thread_id: str) -> List[dict]:
         """Return the thread's message objects, oldest first. Raises ``ThreadNotFound``."""
@@ -491,10 +494,12 @@ class ThreadStore:
                 raise ThreadNotFound(thread_id)
             if skip_known_ids:
                 messages = self._unknown(thread, messages)
-            self._check_room(thread, len(messages) + reserve, messages)
+            new_id = thread.id if thread is not None else thread_id or self._new_id()
+            stored, size = self._stored(new_id, messages)
+            self._check_room(thread, len(stored) + reserve, size + (0 if thread else stored_bytes({})))
             if thread is None:
-                thread = self._new_thread(thread_id, {})
-            self._append(thread, messages, result=False)
+                thread = self._new_thread(new_id, {})
+            self._insert_messages(thread, stored, size)
             return thread.id
 
     def append_new(self, thread_id: str, messages: List[dict]) -> int:
@@ -505,9 +510,10 @@ class ThreadStore:
         with self._transaction(True):
             thread = self._get(thread_id)
             messages = self._unknown(thread, messages)
-            self._check_room(thread, len(messages), messages)
-            self._append(thread, messages, result=False)
-            return len(messages)
+            stored, size = self._stored(thread.id, messages)
+            self._check_room(thread, len(stored), size)
+            self._insert_messages(thread, stored, size)
+            return len(stored)
 
     def _unknown(self, thread: Optional[_Thread], messages: List[dict]) -> List[dict]:
         # The messages whose id is new to the thread and to the list.
@@ -520,10 +526,6 @@ class ThreadStore:
                     seen.add(msg["id"])
         return out
 
-
-_MESSAGE_OVERHEAD = 320
-"""Bytes ``_check_room`` adds per message for what the store adds (``id``, ``created_at``,
-``thread_id`` of up to 128 characters, and their keys), so a check before storing errs high, never low."""
 
 _MESSAGE_KEYS = (
     "id",
