@@ -87,6 +87,49 @@ class ParseArgsTest(unittest.TestCase):
                 self.assertEqual(ctx.exception.code, 2)
                 self.assertIn(needle, err.getvalue())
 
+    def test_every_bad_value_names_its_flag_or_environment_variable(self):
+        cases = (
+            ([], {"LB_MOCK_DELAY": "abc"}, "environment variable LB_MOCK_DELAY: 'abc' is not a number of seconds >= 0"),
+            (["--delay", "abc"], {}, "argument --delay: 'abc' is not a number of seconds >= 0"),
+            ([], {"PORT": "http"}, "environment variable PORT: 'http' is not a port number"),
+            (["--port", "-1"], {}, "argument --port: '-1' is not a port number"),
+            ([], {"LB_MOCK_SEED": "1.5"}, "environment variable LB_MOCK_SEED: '1.5' is not a whole number"),
+            ([], {"LB_MOCK_MAX_THREADS": "0"}, "environment variable LB_MOCK_MAX_THREADS: '0' is not a whole number >= 1"),
+            ([], {"LB_MOCK_HEAD_TIMEOUT": "inf"}, "environment variable LB_MOCK_HEAD_TIMEOUT: 'inf'"),
+            ([], {"LOG_LEVEL": "loud"}, "environment variable LOG_LEVEL: 'loud' is not one of debug, info"),
+            ([], {"LB_MOCK_STRICT_THREADS": "maybe"}, "environment variable LB_MOCK_STRICT_THREADS: 'maybe'"),
+            ([], {"LB_MOCK_REPLIES": "/nonexistent.json"}, "environment variable LB_MOCK_REPLIES: cannot use replies file"),
+            ([], {"LB_MOCK_SCENARIO": "dealy=1"}, "environment variable LB_MOCK_SCENARIO: unknown setting 'dealy'"),
+            ([], {"LB_MOCK_SCENARIO": "line_ending"}, "environment variable LB_MOCK_SCENARIO takes SETTING=VALUE"),
+            (["--mock", "framing=zigzag"], {}, "--mock"),
+        )
+        for argv, env, needle in cases:
+            with self.subTest(argv=argv, env=env):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as ctx:
+                    main.parse_args(argv, env=env)
+                self.assertEqual(ctx.exception.code, 2)
+                self.assertIn("main.py: error: " + needle, err.getvalue())
+
+    def test_strict_threads_from_environment_and_flag(self):
+        for env, strict in (({}, False), ({"LB_MOCK_STRICT_THREADS": "1"}, True),
+                            ({"LB_MOCK_STRICT_THREADS": "true"}, True), ({"LB_MOCK_STRICT_THREADS": "0"}, False),
+                            ({"LB_MOCK_STRICT_THREADS": "no"}, False)):
+            with self.subTest(env=env):
+                self.assertIs(main.parse_args([], env=env).strict_threads, strict)
+        self.assertIs(main.parse_args(["--strict-threads"], env={"LB_MOCK_STRICT_THREADS": "0"}).strict_threads, True)
+
+    def test_mock_flags_override_the_environment_setting_by_setting(self):
+        s = main.parse_args(["--mock", "delay=1"], env={"LB_MOCK_SCENARIO": "delay=0.5,event_ids=true"})
+        self.assertEqual(dict(s.mock), {"delay": 1.0, "event_ids": True})
+
+    def test_version_prints_name_and_version(self):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit) as ctx:
+            main.parse_args(["--version"], env={"LB_MOCK_DELAY": "abc"})
+        self.assertEqual(ctx.exception.code, 0)
+        self.assertEqual(out.getvalue(), "langbase-mock %s\n" % main.VERSION)
+
     def test_help_names_every_option(self):
         out = io.StringIO()
         with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
@@ -127,6 +170,15 @@ class BannerTest(unittest.TestCase):
             text = main.banner(s.server)
         self.assertIn("listening on http://127.0.0.1:%d" % s.port, text)
         self.assertIn("curl -N http://127.0.0.1:%d/v1/pipes/run" % s.port, text)
+        self.assertIn("endpoints: http://127.0.0.1:%d/ " % s.port, text)
+        self.assertNotIn("scenario", text.split("scenario settings:")[0])
+
+    def test_banner_shows_the_server_wide_scenario(self):
+        settings = main.parse_args(["--port", "0"], env={"LB_MOCK_SCENARIO": "line_ending=crlf,event_ids=true,retry=none"})
+        with support.RunningServer(mock=settings.mock) as s:
+            text = main.banner(s.server)
+        self.assertIn("\n  scenario for every stream (--mock, LB_MOCK_SCENARIO): line_ending=crlf, event_ids=true, "
+                      "retry=none\n", text)
 
 
 class ProcessTest(unittest.TestCase):
