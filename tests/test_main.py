@@ -154,14 +154,17 @@ class ExposureWarningTest(unittest.TestCase):
                     self.assertIn("--api-key", warning)
 
 
-class ReadmeTest(unittest.TestCase):
-    def test_readme_documents_every_option(self):
-        with open(os.path.join(support.ROOT, "README.md"), encoding="utf-8") as f:
-            readme = f.read()
-        for action in main._build_parser({})._actions:
+class ConfigurationDocsTest(unittest.TestCase):
+    def test_configuration_page_documents_every_option_and_its_variable(self):
+        with open(os.path.join(support.ROOT, "docs", "configuration.md"), encoding="utf-8") as f:
+            page = f.read()
+        parser = main._build_parser({})
+        for action in parser._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
-                    self.assertIn("`%s" % flag, readme)
+                    self.assertIn("`%s" % flag, page)
+        for env_name, _, _ in parser.env_options.values():
+            self.assertIn("`%s" % env_name, page)
 
 
 class BannerTest(unittest.TestCase):
