@@ -1,4 +1,4 @@
-"""The fenced code blocks of README.md and docs/*.md, for the tests that run them.
+"""The fenced code blocks of README.md, CONTRIBUTING.md and docs/*.md, for the tests that run them.
 
 A block is a CommonMark fenced code block: a line of three or more backticks (or tildes) and an
 info string whose first word is the language, the code, and a closing fence of the same kind.
@@ -49,9 +49,10 @@ class Block(NamedTuple):
 
 
 def doc_files() -> List[str]:
-    """README.md and every docs/*.md, as paths relative to the repository root, in that order."""
+    """README.md, CONTRIBUTING.md and every docs/*.md (found anew on each call), as paths
+    relative to the repository root, in that order."""
     docs = sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
-    return ["README.md"] + [os.path.relpath(p, ROOT).replace(os.sep, "/") for p in docs]
+    return ["README.md", "CONTRIBUTING.md"] + [os.path.relpath(p, ROOT).replace(os.sep, "/") for p in docs]
 
 
 def blocks(path: str) -> List[Block]:
