@@ -199,7 +199,7 @@ def _load_replies(path: str) -> Tuple[str, ...]:
         raise argparse.ArgumentTypeError("cannot use replies file %r: %s" % (path, exc)) from None
 
 
-def _build_parser(env: Mapping[str, str], prog: str = "main.py") -> argparse.ArgumentParser:
+def _build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
     """The command line. Each option's environment variable is read by ``parse_args`` (not
     given to argparse as a default), so that a bad value's error names the variable."""
     parser = argparse.ArgumentParser(
@@ -293,7 +293,7 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
     (``argument --delay: 'abc' is not a number of seconds >= 0``) or the environment variable
     (``LB_MOCK_DELAY='abc': ...``) the value came from."""
     env = os.environ if env is None else env
-    parser = _build_parser(env, prog)
+    parser = _build_parser(prog)
     ns = parser.parse_args(argv)
     for dest, (env_name, fallback, kind) in parser.env_options.items():
         if getattr(ns, dest) is not None:

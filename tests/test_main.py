@@ -158,7 +158,7 @@ class ConfigurationDocsTest(unittest.TestCase):
     def test_configuration_page_documents_every_option_and_its_variable(self):
         with open(os.path.join(support.ROOT, "docs", "configuration.md"), encoding="utf-8") as f:
             page = f.read()
-        parser = main._build_parser({})
+        parser = main._build_parser()
         for action in parser._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":

@@ -115,12 +115,12 @@ class SettingsTest(unittest.TestCase):
         self.assertEqual(sc(tokens_per_second=20).interval, 0.05)
 
 
-class ReadmeTest(unittest.TestCase):
-    def test_readme_documents_every_setting(self):
-        with open(support.ROOT + "/README.md", encoding="utf-8") as f:
-            readme = f.read()
+class ScenarioDocsTest(unittest.TestCase):
+    def test_scenarios_page_documents_every_setting(self):
+        with open(support.ROOT + "/docs/scenarios.md", encoding="utf-8") as f:
+            page = f.read()
         for name in scenario.SETTINGS:
-            self.assertIn("| `%s` |" % name, readme)
+            self.assertIn("| `%s` |" % name, page)
 
 
 class ChunkingTest(unittest.TestCase):
