@@ -18,7 +18,8 @@ __all__ = ["ROUTES"]
 def status(request: Request, app: App) -> Response:
     """``GET /`` and ``GET /health``: ``{status, service, version, timestamp, uptime_seconds,
     threads, open_streams, connections, generations}`` (``timestamp``: the server's clock, ISO 8601 UTC with
-    seconds); ``/`` adds ``endpoints`` (``"METHOD /path/{param}"``)."""
+    seconds); ``/`` adds ``scenario`` (the server-wide settings from ``--mock``, ``{name: value}``,
+empty when none are set) and ``endpoints`` (``"METHOD /path/{param}"``)."""
     body = {
         "status": "healthy",
         "service": SERVICE,
@@ -31,6 +32,7 @@ def status(request: Request, app: App) -> Response:
         "generations": len(app.tokens),
     }
     if request.path == "/":
+        body["scenario"] = dict(app.settings.mock)
         body["endpoints"] = ["%s %s" % (r.method, r.path) for r in routes.ROUTES]
     return JsonResponse(200, body)
 
