@@ -1,7 +1,7 @@
 """The documentation runs: every ```sh block of README.md and docs/*.md is executed.
 
 For each file, a fresh server with the default settings (port 0) is started, and each of its
-``sh`` blocks is run in file order with ``bash -euo pipefail`` from the repository root, after
+``sh`` blocks is run in file order (files side by side, up to four at once) with ``bash -euo pipefail`` from the repository root, after
 ``127.0.0.1:8000`` / ``localhost:8000`` is rewritten to that server's address. A block passes
 when it exits 0 within ``BLOCK_TIMEOUT`` seconds (curl blocks use ``--fail-with-body``, so an
 HTTP error fails them). Blocks marked ``<!-- docs-test: skip (reason) -->`` are counted, not
@@ -9,12 +9,14 @@ run; the Python and JavaScript blocks are run by tests/interop/test_docs_snippet
 prints how many blocks it ran and skipped per file. See tests/docs_blocks.py for the rules.
 """
 
+import concurrent.futures
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import unittest
+from typing import List, Tuple
 
 import main
 from tests import docs_blocks
@@ -30,33 +32,44 @@ def run_sh(code: str, url: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=BLOCK_TIMEOUT, stdin=subprocess.DEVNULL)
 
 
+def run_file(path: str) -> Tuple[List[Tuple[docs_blocks.Block, object]], int]:
+    """Run the sh blocks of one file, in order, against a fresh server with the settings
+    ``python3 main.py`` has. Returns ``([(block, CompletedProcess or TimeoutExpired)], skipped)``."""
+    results, skipped = [], 0
+    with RunningServer(delay=main.Settings().delay, log_level="error") as server:
+        for block in docs_blocks.blocks(path):
+            if block.kind != "sh":
+                continue
+            if block.skip:
+                skipped += 1
+                continue
+            try:
+                results.append((block, run_sh(block.code, server.url)))
+            except subprocess.TimeoutExpired as exc:
+                results.append((block, exc))
+    return results, skipped
+
+
 @unittest.skipUnless(shutil.which("bash") and shutil.which("curl"), "the docs' shell blocks need bash and curl")
 class ShellBlocksTest(unittest.TestCase):
     def test_every_sh_block_of_every_doc_file_runs(self):
+        # Files run side by side (their blocks mostly wait on paced streams), each on its own
+        # server, blocks in file order; the results are checked here, on the test's thread.
+        paths = docs_blocks.doc_files()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            outcomes = list(pool.map(run_file, paths))
         counts = []
-        for path in docs_blocks.doc_files():
-            blocks = docs_blocks.blocks(path)
-            ran = skipped = 0
-            # A fresh server per file, with the settings `python3 main.py` has.
-            with RunningServer(delay=main.Settings().delay, log_level="error") as server:
-                for block in blocks:
-                    if block.kind != "sh":
-                        continue
-                    if block.skip:
-                        skipped += 1
-                        continue
-                    ran += 1
-                    with self.subTest(block=block.where):
-                        try:
-                            done = run_sh(block.code, server.url)
-                        except subprocess.TimeoutExpired:
-                            self.fail("%s: still running after %g s:\n%s" % (block.where, BLOCK_TIMEOUT, block.code))
-                        self.assertEqual(done.returncode, 0, "%s exited %d:\n%s\n--- stdout:\n%s\n--- stderr:\n%s"
-                                         % (block.where, done.returncode, block.code, done.stdout[-2000:],
-                                            done.stderr[-2000:]))
-            others = sum(1 for b in blocks if b.kind in ("python", "js"))
+        for path, (results, skipped) in zip(paths, outcomes):
+            for block, done in results:
+                with self.subTest(block=block.where):
+                    if isinstance(done, subprocess.TimeoutExpired):
+                        self.fail("%s: still running after %g s:\n%s" % (block.where, BLOCK_TIMEOUT, block.code))
+                    self.assertEqual(done.returncode, 0, "%s exited %d:\n%s\n--- stdout:\n%s\n--- stderr:\n%s"
+                                     % (block.where, done.returncode, block.code, done.stdout[-2000:],
+                                        done.stderr[-2000:]))
+            others = sum(1 for b in docs_blocks.blocks(path) if b.kind in ("python", "js"))
             counts.append("docs test: %s: %d sh blocks run, %d skipped (marked); %d python/js blocks for "
-                          "the interop suite" % (path, ran, skipped, others))
+                          "the interop suite" % (path, len(results), skipped, others))
         sys.stderr.write("\n" + "\n".join(counts) + "\n")
 
     def test_docs_have_no_commands_outside_run_blocks(self):
