@@ -10,6 +10,7 @@ prints how many blocks it ran and skipped per file. See tests/docs_blocks.py for
 """
 
 import concurrent.futures
+import glob
 import os
 import shutil
 import subprocess
@@ -77,6 +78,15 @@ class ShellBlocksTest(unittest.TestCase):
             with self.subTest(path=path):
                 self.assertEqual(docs_blocks.unfenced_commands(path), [],
                                  "indented commands are never run: fence them as ```sh (or ```text)")
+
+
+class ContributingTest(unittest.TestCase):
+    def test_layout_names_every_module(self):
+        layout = docs_blocks.blocks("CONTRIBUTING.md")[0].code  # the first block: the layout
+        names = {line.split()[0] for line in layout.splitlines() if line.strip()}
+        modules = [os.path.relpath(p, ROOT).replace(os.sep, "/")
+                   for p in glob.glob(os.path.join(ROOT, "*.py")) + glob.glob(os.path.join(ROOT, "routes", "*.py"))]
+        self.assertEqual([m for m in sorted(modules) if m not in names], [])
 
 
 class BlockParserTest(unittest.TestCase):
