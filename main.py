@@ -133,40 +133,66 @@ in memory), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
     mock: Tuple[Tuple[str, object], ...] = ()
 
 
+def _number(text: str, kind: Callable[[str], object], what: str) -> object:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not %s" % (text, what)) from None
+
+
 def _non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float, "a number of seconds >= 0")
     if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be a number of seconds >= 0")
+        raise argparse.ArgumentTypeError("%r is not a number of seconds >= 0" % text)
     return value
 
 
 def _token_wait(text: str) -> float:
     value = _non_negative_float(text)
     if value > 600:
-        raise argparse.ArgumentTypeError("must be at most 600 seconds")
+        raise argparse.ArgumentTypeError("%r is not a number of seconds from 0 to 600" % text)
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float, "a number of seconds > 0")
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError("must be a number of seconds > 0")
+        raise argparse.ArgumentTypeError("%r is not a number of seconds > 0" % text)
     return value
 
 
 def _port(text: str) -> int:
-    value = int(text)
+    value = _number(text, int, "a port number 0-65535")
     if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError("must be 0-65535 (0 picks a free port)")
+        raise argparse.ArgumentTypeError("%r is not a port number 0-65535 (0 picks a free port)" % text)
     return value
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int, "a whole number >= 1")
     if value < 1:
-        raise argparse.ArgumentTypeError("must be a whole number >= 1")
+        raise argparse.ArgumentTypeError("%r is not a whole number >= 1" % text)
     return value
 
+
+def _whole_number(text: str) -> int:
+    return _number(text, int, "a whole number")
+
+
+def _log_level(text: str) -> str:
+    if text not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError("%r is not one of %s" % (text, ", ".join(LOG_LEVELS)))
+    return text
+
+
+def _yes_no(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("1", "true", "yes", "0", "false", "no", ""):
+        raise argparse.ArgumentTypeError("%r is not 1/true/yes or 0/false/no" % text)
+    return value in ("1", "true", "yes")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 def descriptor_limit() -> int:
     """The most file descriptors this process may open: ``RLIMIT_NOFILE``'s hard limit, to
@@ -222,12 +248,11 @@ def _load_replies(path: str) -> Tuple[str, ...]:
         raise argparse.ArgumentTypeError("cannot use replies file %r: %s" % (path, exc)) from None
 
 
-def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    def default(name: str, fallback: str) -> str:
-        return env.get(name, fallback)
-
+def _build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
+    """The command line. Each option's environment variable is read by ``parse_args`` (not
+    given to argparse as a default), so that a bad value's error names the variable."""
     parser = argparse.ArgumentParser(
-        prog="main.py",
+        prog=prog,
         description=(
             "Mock Langbase API server: POST /v1/pipes/run streams replies as Server-Sent Events "
             "(OpenAI chat.completion.chunk frames, lb-thread-id header, data: [DONE]); the "
@@ -235,145 +260,168 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         ),
         epilog=(
             "Every option has an environment fallback, shown in brackets; the command line "
-            "wins. Example: python3 main.py --port 0 --delay 1.0"
+            "wins. Example: %s --port 0 --delay 1.0" % prog
         ),
     )
-    a = parser.add_argument
-    a("--host", default=default("HOST", "127.0.0.1"),
+    parser.env_options = {}  # dest -> (environment variable, fallback text, type or None)
+
+    def a(flag: str, env_name: str, fallback: Optional[str], type=None, **kwargs) -> None:
+        action = parser.add_argument(flag, type=type, default=None, **kwargs)
+        parser.env_options[action.dest] = (env_name, fallback, type)
+
+    a("--host", "HOST", "127.0.0.1",
       help="address to bind [HOST] (default 127.0.0.1; 0.0.0.0 exposes the mock to your network)")
-    a("--port", type=_port, default=default("PORT", "8000"),
+    a("--port", "PORT", "8000", _port,
       help="TCP port [PORT] (default 8000; 0 picks a free port and prints it)")
-    a("--delay", type=_non_negative_float, default=default("LB_MOCK_DELAY", "0.05"),
+    a("--delay", "LB_MOCK_DELAY", "0.05", _non_negative_float,
       help="seconds between stream chunks [LB_MOCK_DELAY] (default 0.05; 1.0 for the old "
            "slow mode, 0 for as fast as possible)")
-    a("--seed", type=int, default=default("LB_MOCK_SEED", "0"),
+    a("--seed", "LB_MOCK_SEED", "0", _whole_number,
       help="seed for every reply choice [LB_MOCK_SEED] (default 0): the same request and seed "
            "give the same reply")
-    a("--replies", type=_load_replies, default=env.get("LB_MOCK_REPLIES"),
+    a("--replies", "LB_MOCK_REPLIES", None, _load_replies,
       help="JSON file holding an array of reply strings to use instead of the built-in ones "
            "[LB_MOCK_REPLIES]; {{name}} placeholders are filled from the run's variables")
-    a("--model", default=default("LB_MOCK_MODEL", pipes.DEFAULT_MODEL),
+    a("--model", "LB_MOCK_MODEL", pipes.DEFAULT_MODEL,
       help="model name reported in chunks [LB_MOCK_MODEL] (default %s)" % pipes.DEFAULT_MODEL)
-    a("--strict-threads", action="store_true",
-      default=default("LB_MOCK_STRICT_THREADS", "") in ("1", "true", "yes"),
-      help="answer 404 NOT_FOUND for a run whose threadId is unknown, instead of creating that "
-           "thread [LB_MOCK_STRICT_THREADS=1]")
-    a("--api-key", default=env.get("LB_MOCK_API_KEY"),
+    parser.add_argument(
+        "--strict-threads", action="store_true", default=None,
+        help="answer 404 NOT_FOUND for a run whose threadId is unknown, instead of creating that "
+             "thread [LB_MOCK_STRICT_THREADS=1]")
+    parser.env_options["strict_threads"] = ("LB_MOCK_STRICT_THREADS", "", _yes_no)
+    a("--api-key", "LB_MOCK_API_KEY", None,
       help="require 'Authorization: Bearer KEY' on every /v1 request [LB_MOCK_API_KEY]; "
            "without it any well-formed key (or none) is accepted")
-    a("--cors-origins", default=default("LB_MOCK_CORS_ORIGINS", "*"),
+    a("--cors-origins", "LB_MOCK_CORS_ORIGINS", "*",
       help="comma-separated origins allowed by CORS, or * (default) [LB_MOCK_CORS_ORIGINS]")
-    a("--max-body-bytes", type=_positive_int, default=default("LB_MOCK_MAX_BODY_BYTES", str(1024 * 1024)),
+    a("--max-body-bytes", "LB_MOCK_MAX_BODY_BYTES", str(1024 * 1024), _positive_int,
       help="largest request body accepted, in bytes (default 1048576) [LB_MOCK_MAX_BODY_BYTES]")
-    a("--head-timeout", type=_positive_float, default=default("LB_MOCK_HEAD_TIMEOUT", "10"),
+    a("--head-timeout", "LB_MOCK_HEAD_TIMEOUT", "10", _positive_float,
       help="seconds a client has to send a whole request head, from connecting or from the "
            "first byte of a later request (default 10) [LB_MOCK_HEAD_TIMEOUT]")
-    a("--body-timeout", type=_positive_float, default=default("LB_MOCK_BODY_TIMEOUT", "30"),
+    a("--body-timeout", "LB_MOCK_BODY_TIMEOUT", "30", _positive_float,
       help="seconds a client has to send a whole request body after its head (default 30) "
            "[LB_MOCK_BODY_TIMEOUT]")
-    a("--keep-alive-timeout", type=_positive_float, default=default("LB_MOCK_KEEP_ALIVE_TIMEOUT", "5"),
+    a("--keep-alive-timeout", "LB_MOCK_KEEP_ALIVE_TIMEOUT", "5", _positive_float,
       help="seconds an idle connection is kept open between requests (default 5) "
            "[LB_MOCK_KEEP_ALIVE_TIMEOUT]")
-    a("--write-timeout", type=_positive_float, default=default("LB_MOCK_WRITE_TIMEOUT", "30"),
+    a("--write-timeout", "LB_MOCK_WRITE_TIMEOUT", "30", _positive_float,
       help="seconds a client may leave its response unread before it is dropped (default 30) "
            "[LB_MOCK_WRITE_TIMEOUT]")
-    a("--max-connections", type=_positive_int,
-      default=default("LB_MOCK_MAX_CONNECTIONS", str(default_max_connections())),
+    a("--max-connections", "LB_MOCK_MAX_CONNECTIONS", str(default_max_connections()), _positive_int,
       help="most open connections; beyond it new ones get 503 with Retry-After (default: the "
            "process's descriptor limit less %d, now %d) [LB_MOCK_MAX_CONNECTIONS]"
            % (DESCRIPTOR_RESERVE, default_max_connections()))
-    a("--max-reply-chars", type=_positive_int, default=default("LB_MOCK_MAX_REPLY_CHARS", "200000"),
+    a("--max-reply-chars", "LB_MOCK_MAX_REPLY_CHARS", "200000", _positive_int,
       help="longest reply, in characters, after {{name}} variables are filled in; longer is a 400 "
            "(default 200000) [LB_MOCK_MAX_REPLY_CHARS]")
-    a("--max-run-log-bytes", type=_positive_int, default=default("LB_MOCK_MAX_RUN_LOG_BYTES", str(64 << 20)),
+    a("--max-run-log-bytes", "LB_MOCK_MAX_RUN_LOG_BYTES", str(64 << 20), _positive_int,
       help="memory, in bytes, kept for the ground truth of recent runs (GET /mock/runs); the oldest "
            "go first (default 67108864) [LB_MOCK_MAX_RUN_LOG_BYTES]")
-    a("--max-threads", type=_positive_int, default=default("LB_MOCK_MAX_THREADS", "100000"),
+    a("--max-threads", "LB_MOCK_MAX_THREADS", "100000", _positive_int,
       help="most threads kept in memory (default 100000) [LB_MOCK_MAX_THREADS]")
-    a("--max-messages", type=_positive_int, default=default("LB_MOCK_MAX_MESSAGES", "10000"),
+    a("--max-messages", "LB_MOCK_MAX_MESSAGES", "10000", _positive_int,
       help="most messages per thread (default 10000) [LB_MOCK_MAX_MESSAGES]")
-    a("--max-thread-bytes", type=_positive_int, default=default("LB_MOCK_MAX_THREAD_BYTES", str(256 << 20)),
+    a("--max-thread-bytes", "LB_MOCK_MAX_THREAD_BYTES", str(256 << 20), _positive_int,
       help="most bytes of thread messages and metadata kept, all threads together (as compact UTF-8 "
            "JSON); a write past it is 403 USAGE_EXCEEDED and stores nothing (default 268435456) "
            "[LB_MOCK_MAX_THREAD_BYTES]")
-    a("--db", metavar="FILE", default=default("LB_MOCK_DB", "") or None,
+    a("--db", "LB_MOCK_DB", None, metavar="FILE",
       help="keep threads and messages in this SQLite file (created if missing; WAL mode), so they "
            "survive restarts and several servers can share them; default: in memory [LB_MOCK_DB]")
-    a("--allowed-hosts", default=default("LB_MOCK_ALLOWED_HOSTS", ""), metavar="NAMES",
+    a("--allowed-hosts", "LB_MOCK_ALLOWED_HOSTS", "", metavar="NAMES",
       help="comma-separated Host names (without port) a server bound to a loopback address also "
            "answers; others get 403, which stops DNS rebinding. Default: only localhost, 127.0.0.1 "
            "and [::1]; '*' turns the check off [LB_MOCK_ALLOWED_HOSTS]")
-    a("--max-pipes", type=_positive_int, default=default("LB_MOCK_MAX_PIPES", "1000"),
+    a("--max-pipes", "LB_MOCK_MAX_PIPES", "1000", _positive_int,
       help="most pipes kept in memory (POST /v1/pipes); more is 403 USAGE_EXCEEDED (default 1000) "
            "[LB_MOCK_MAX_PIPES]")
-    a("--max-pipe-bytes", type=_positive_int, default=default("LB_MOCK_MAX_PIPE_BYTES", str(16 << 20)),
+    a("--max-pipe-bytes", "LB_MOCK_MAX_PIPE_BYTES", str(16 << 20), _positive_int,
       help="most bytes of pipe configuration (as JSON) kept in memory, all pipes together; more is "
            "403 USAGE_EXCEEDED (default 16777216) [LB_MOCK_MAX_PIPE_BYTES]")
-    a("--memory-processing-seconds", type=_non_negative_float,
-      default=default("LB_MOCK_MEMORY_PROCESSING_SECONDS", "1.5"),
+    a("--memory-processing-seconds", "LB_MOCK_MEMORY_PROCESSING_SECONDS", "1.5", _non_negative_float,
       help="seconds an uploaded memory document takes to go from queued (first third) through "
            "in_progress to completed or failed (default 1.5; 0: at once) [LB_MOCK_MEMORY_PROCESSING_SECONDS]")
-    a("--max-memories", type=_positive_int, default=default("LB_MOCK_MAX_MEMORIES", "100"),
+    a("--max-memories", "LB_MOCK_MAX_MEMORIES", "100", _positive_int,
       help="most memories kept (default 100) [LB_MOCK_MAX_MEMORIES]")
-    a("--max-documents", type=_positive_int, default=default("LB_MOCK_MAX_DOCUMENTS", "1000"),
+    a("--max-documents", "LB_MOCK_MAX_DOCUMENTS", "1000", _positive_int,
       help="most memory documents kept over all memories, pending uploads included (default 1000) "
            "[LB_MOCK_MAX_DOCUMENTS]")
-    a("--max-memory-bytes", type=_positive_int, default=default("LB_MOCK_MAX_MEMORY_BYTES", str(64 << 20)),
+    a("--max-memory-bytes", "LB_MOCK_MAX_MEMORY_BYTES", str(64 << 20), _positive_int,
       help="most bytes of uploaded memory documents kept (default 67108864); one upload is also "
            "bounded by --max-body-bytes [LB_MOCK_MAX_MEMORY_BYTES]")
-    a("--token-wait", type=_token_wait, default=default("LB_MOCK_TOKEN_WAIT", "1"),
+    a("--token-wait", "LB_MOCK_TOKEN_WAIT", "1", _token_wait,
       help="seconds a token-stream subscriber (GET /api/stream/{sessionId}/{chatMessageId}) that "
            "comes before POST /api/generate waits for it; then the mock generates the reply itself "
            "(default 1, at most 600) [LB_MOCK_TOKEN_WAIT]")
-    a("--mock", action="append", metavar="SETTING=VALUE",
-      default=[p for p in default("LB_MOCK_SCENARIO", "").split(",") if p.strip()],
-      help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
-           "fault=disconnect (repeatable; GET /mock/settings lists them) [LB_MOCK_SCENARIO, "
-           "comma-separated]; request headers and the body's mock object override it")
-    a("--fixtures", metavar="PATH", default=env.get("LB_MOCK_FIXTURES"),
+    parser.add_argument(
+        "--mock", action="append", metavar="SETTING=VALUE",
+        help="a scenario setting for every stream, e.g. --mock line_ending=crlf --mock "
+             "fault=disconnect (repeatable; GET /mock/settings lists them) [LB_MOCK_SCENARIO, "
+             "comma-separated]; request headers and the body's mock object override it")
+    a("--fixtures", "LB_MOCK_FIXTURES", None, metavar="PATH",
       help="a JSON fixture file, or a directory of them, scripting replies by match rules; "
            "reloaded when it changes (docs/fixtures.md) [LB_MOCK_FIXTURES]")
-    a("--strict", action="store_true", default=default("LB_MOCK_STRICT", "") in ("1", "true", "yes"),
-      help="answer 404 for a run that no fixture matches, instead of a built-in reply [LB_MOCK_STRICT=1]")
-    a("--upstream", metavar="URL", default=env.get("LB_MOCK_UPSTREAM"),
+    parser.add_argument(
+        "--strict", action="store_true", default=None,
+        help="answer 404 for a run that no fixture matches, instead of a built-in reply [LB_MOCK_STRICT=1]")
+    parser.env_options["strict"] = ("LB_MOCK_STRICT", "", _yes_no)
+    a("--upstream", "LB_MOCK_UPSTREAM", None, metavar="URL",
       help="serve runs that no fixture answers from this OpenAI-compatible endpoint, e.g. "
            "https://api.openai.com/v1 or http://127.0.0.1:11434/v1; its key comes from the "
            "LB_MOCK_UPSTREAM_KEY environment variable [LB_MOCK_UPSTREAM]")
-    a("--upstream-timeout", type=_positive_float, default=default("LB_MOCK_UPSTREAM_TIMEOUT", "60"),
+    a("--upstream-timeout", "LB_MOCK_UPSTREAM_TIMEOUT", "60", _positive_float,
       help="seconds an upstream has for a whole reply; then 504 (default 60) [LB_MOCK_UPSTREAM_TIMEOUT]")
-    a("--record", metavar="DIR", default=env.get("LB_MOCK_RECORD"),
+    a("--record", "LB_MOCK_RECORD", None, metavar="DIR",
       help="with --upstream, write one fixture file per exchange into DIR (chunk texts, boundaries, "
            "timing; no headers or keys); replay with --fixtures DIR [LB_MOCK_RECORD]")
-    a("--log-level", default=default("LOG_LEVEL", "info"),
-      choices=["debug", "info", "warning", "error"],
+    a("--log-level", "LOG_LEVEL", "info", _log_level, metavar="{%s}" % ",".join(LOG_LEVELS),
       help="log verbosity [LOG_LEVEL] (default info: one line per request)")
+    parser.add_argument("--version", action="version", version="%s %s" % (SERVICE, VERSION),
+                        help="print the version and exit")
     return parser
 
 
-def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None) -> Settings:
+def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None,
+               prog: str = "main.py") -> Settings:
     """Build ``Settings`` from ``argv`` (default ``sys.argv[1:]``) and ``env`` (default
-    ``os.environ``). Exits with status 2 and a usage message on a bad value, as argparse does."""
+    ``os.environ``); ``prog`` is the command's name in usage and error messages. Exits with
+    status 2 and a usage message on a bad value, as argparse does; the message names the flag
+    (``argument --delay: 'abc' is not a number of seconds >= 0``) or the environment variable
+    (``LB_MOCK_DELAY='abc': ...``) the value came from."""
     env = os.environ if env is None else env
-    parser = _build_parser(env)
+    parser = _build_parser(prog)
     ns = parser.parse_args(argv)
-    if isinstance(ns.replies, str):  # came from the environment, not yet loaded
+    for dest, (env_name, fallback, kind) in parser.env_options.items():
+        if getattr(ns, dest) is not None:
+            continue  # given on the command line
+        text = env.get(env_name)
+        if text is None:
+            setattr(ns, dest, kind(fallback) if kind is not None and fallback is not None else fallback)
+            continue
         try:
-            ns.replies = _load_replies(ns.replies)
+            setattr(ns, dest, kind(text) if kind is not None else text)
         except argparse.ArgumentTypeError as exc:
-            parser.error(str(exc))
+            parser.error("environment variable %s: %s" % (env_name, exc))
     too_long = [i for i, text in enumerate(ns.replies or ()) if len(text) > ns.max_reply_chars]
     if too_long:
         parser.error("reply %d of --replies is %d characters, over --max-reply-chars %d"
                      % (too_long[0], len(ns.replies[too_long[0]]), ns.max_reply_chars))
     origins = tuple(o.strip() for o in ns.cors_origins.split(",") if o.strip())
-    pairs = {}
-    for item in ns.mock:
-        name, sep, value = item.partition("=")
-        if not sep:
-            parser.error("--mock takes SETTING=VALUE, got %r" % item)
-        pairs[name.strip()] = value
+    mock = {}
     try:
-        mock = scenario.parse_layer(pairs, "--mock", from_text=True)
+        for source, items in (
+            ("environment variable LB_MOCK_SCENARIO",
+             [p for p in env.get("LB_MOCK_SCENARIO", "").split(",") if p.strip()]),
+            ("--mock", ns.mock or []),  # the command line wins, setting by setting
+        ):
+            pairs = {}
+            for item in items:
+                name, sep, value = item.partition("=")
+                if not sep:
+                    parser.error("%s takes SETTING=VALUE, got %r" % (source, item))
+                pairs[name.strip()] = value
+            mock.update(scenario.parse_layer(pairs, source, from_text=True))
         scenario.build(0, 0.0, mock)
     except InvalidRequest as exc:
         parser.error(exc.message)
@@ -554,7 +602,8 @@ def make_server(settings: Settings, **kwargs) -> Server:
 
 
 def banner(server: Server) -> str:
-    """The startup text: URL, settings that matter, and a ready-to-paste ``curl -N`` line."""
+    """The startup text: URL, settings that matter (the server-wide scenario when any is set),
+    a ready-to-paste ``curl -N`` line and where the endpoints and scenario settings are listed."""
     s = server.settings
     host, port = server.server_address[:2]
     url = "http://%s:%d" % (host if ":" not in host else "[%s]" % host, port)
@@ -571,7 +620,9 @@ def banner(server: Server) -> str:
         % (s.max_connections, s.head_timeout, s.body_timeout, s.keep_alive_timeout, s.write_timeout),
     ]
     if s.mock:
-        lines.append("  scenario for every stream: %s" % ", ".join("%s=%s" % kv for kv in s.mock))
+        lines.append("  scenario for every stream (--mock, LB_MOCK_SCENARIO): %s" % ", ".join(
+            "%s=%s" % (name, value if isinstance(value, str) else "none" if value is None else json.dumps(value))
+            for name, value in s.mock))
     if s.upstream:
         lines.append("  runs no fixture answers go to %s%s" % (server.app.upstream, "; recorded in %s" % s.record
                                                                if s.record else ""))
@@ -582,14 +633,17 @@ def banner(server: Server) -> str:
         "  try:  curl -N %s/v1/pipes/run -H 'Content-Type: application/json' "
         "-H 'Authorization: %s' -d '%s'" % (url, auth, body),
         "  playground: %s/playground (open it in a browser)" % url,
+        "  endpoints: %s/   scenario settings: %s/mock/settings   ground truth: %s/mock/runs"
+        % (url, url, url),
         "  stop with Ctrl-C",
     ]
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the server until Ctrl-C or SIGTERM. Returns the process exit status."""
-    settings = parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: str = "main.py") -> int:
+    """Run the server until Ctrl-C or SIGTERM (``prog``: the command's name in ``--help``).
+    Returns the process exit status."""
+    settings = parse_args(argv, prog=prog)
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

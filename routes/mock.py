@@ -42,7 +42,8 @@ def wants_html(request: Request) -> bool:
 def status(request: Request, app: App) -> Response:
     """``GET /`` and ``GET /health``: ``{status, service, version, timestamp, uptime_seconds,
     threads, open_streams, connections, generations}`` (``timestamp``: the server's clock, ISO 8601 UTC with
-    seconds); ``/`` adds ``endpoints`` (``"METHOD /path/{param}"``), or, for a browser
+    seconds); ``/`` adds ``scenario`` (the server-wide settings from ``--mock``, ``{name: value}``,
+    empty when none are set) and ``endpoints`` (``"METHOD /path/{param}"``), or, for a browser
     (``wants_html``), is a 303 redirect to ``/playground``."""
     if request.path == "/" and wants_html(request):
         return EmptyResponse(303, [("Location", "/playground"), ("Vary", "Accept")])
@@ -58,6 +59,7 @@ def status(request: Request, app: App) -> Response:
         "generations": len(app.tokens),
     }
     if request.path == "/":
+        body["scenario"] = dict(app.settings.mock)
         body["endpoints"] = ["%s %s" % (r.method, r.path) for r in routes.ROUTES]
         return JsonResponse(200, body, [("Vary", "Accept")])
     return JsonResponse(200, body)

@@ -1,7 +1,6 @@
 """Configuration, banner, and the real process: startup, hang-ups, SIGTERM."""
 
 import contextlib
-import glob
 import io
 import json
 import os
@@ -14,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from tests import support
+from tests import docs_blocks, support
 from tests.support import ResponseReader, request_bytes
 import main
 import pipes
@@ -100,6 +99,49 @@ class ParseArgsTest(unittest.TestCase):
                 self.assertEqual(ctx.exception.code, 2)
                 self.assertIn(needle, err.getvalue())
 
+    def test_every_bad_value_names_its_flag_or_environment_variable(self):
+        cases = (
+            ([], {"LB_MOCK_DELAY": "abc"}, "environment variable LB_MOCK_DELAY: 'abc' is not a number of seconds >= 0"),
+            (["--delay", "abc"], {}, "argument --delay: 'abc' is not a number of seconds >= 0"),
+            ([], {"PORT": "http"}, "environment variable PORT: 'http' is not a port number"),
+            (["--port", "-1"], {}, "argument --port: '-1' is not a port number"),
+            ([], {"LB_MOCK_SEED": "1.5"}, "environment variable LB_MOCK_SEED: '1.5' is not a whole number"),
+            ([], {"LB_MOCK_MAX_THREADS": "0"}, "environment variable LB_MOCK_MAX_THREADS: '0' is not a whole number >= 1"),
+            ([], {"LB_MOCK_HEAD_TIMEOUT": "inf"}, "environment variable LB_MOCK_HEAD_TIMEOUT: 'inf'"),
+            ([], {"LOG_LEVEL": "loud"}, "environment variable LOG_LEVEL: 'loud' is not one of debug, info"),
+            ([], {"LB_MOCK_STRICT_THREADS": "maybe"}, "environment variable LB_MOCK_STRICT_THREADS: 'maybe'"),
+            ([], {"LB_MOCK_REPLIES": "/nonexistent.json"}, "environment variable LB_MOCK_REPLIES: cannot use replies file"),
+            ([], {"LB_MOCK_SCENARIO": "dealy=1"}, "environment variable LB_MOCK_SCENARIO: unknown setting 'dealy'"),
+            ([], {"LB_MOCK_SCENARIO": "line_ending"}, "environment variable LB_MOCK_SCENARIO takes SETTING=VALUE"),
+            (["--mock", "framing=zigzag"], {}, "--mock"),
+        )
+        for argv, env, needle in cases:
+            with self.subTest(argv=argv, env=env):
+                err = io.StringIO()
+                with contextlib.redirect_stderr(err), self.assertRaises(SystemExit) as ctx:
+                    main.parse_args(argv, env=env)
+                self.assertEqual(ctx.exception.code, 2)
+                self.assertIn("main.py: error: " + needle, err.getvalue())
+
+    def test_strict_threads_from_environment_and_flag(self):
+        for env, strict in (({}, False), ({"LB_MOCK_STRICT_THREADS": "1"}, True),
+                            ({"LB_MOCK_STRICT_THREADS": "true"}, True), ({"LB_MOCK_STRICT_THREADS": "0"}, False),
+                            ({"LB_MOCK_STRICT_THREADS": "no"}, False)):
+            with self.subTest(env=env):
+                self.assertIs(main.parse_args([], env=env).strict_threads, strict)
+        self.assertIs(main.parse_args(["--strict-threads"], env={"LB_MOCK_STRICT_THREADS": "0"}).strict_threads, True)
+
+    def test_mock_flags_override_the_environment_setting_by_setting(self):
+        s = main.parse_args(["--mock", "delay=1"], env={"LB_MOCK_SCENARIO": "delay=0.5,event_ids=true"})
+        self.assertEqual(dict(s.mock), {"delay": 1.0, "event_ids": True})
+
+    def test_version_prints_name_and_version(self):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(SystemExit) as ctx:
+            main.parse_args(["--version"], env={"LB_MOCK_DELAY": "abc"})
+        self.assertEqual(ctx.exception.code, 0)
+        self.assertEqual(out.getvalue(), "langbase-mock %s\n" % main.VERSION)
+
     def test_help_names_every_option(self):
         out = io.StringIO()
         with contextlib.redirect_stdout(out), self.assertRaises(SystemExit):
@@ -124,17 +166,21 @@ class ExposureWarningTest(unittest.TestCase):
                     self.assertIn("--api-key", warning)
 
 
-class ReadmeTest(unittest.TestCase):
-    def test_readme_documents_every_option(self):
-        # The user docs are README.md and docs/*.md (one file per API area).
-        readme = ""
-        for path in [os.path.join(support.ROOT, "README.md")] + sorted(glob.glob(os.path.join(support.ROOT, "docs", "*.md"))):
-            with open(path, encoding="utf-8") as f:
-                readme += f.read()
-        for action in main._build_parser({})._actions:
+class ConfigurationDocsTest(unittest.TestCase):
+    def test_docs_document_every_option_and_its_variable(self):
+        # The user docs are README.md and docs/*.md (one page per area; most options are in
+        # docs/configuration.md, an area's own bounds may be on that area's page).
+        docs = ""
+        for path in docs_blocks.doc_files():
+            with open(os.path.join(support.ROOT, path), encoding="utf-8") as f:
+                docs += f.read()
+        parser = main._build_parser()
+        for action in parser._actions:
             for flag in action.option_strings:
                 if flag.startswith("--") and flag != "--help":
-                    self.assertIn("`%s" % flag, readme)
+                    self.assertIn("`%s" % flag, docs)
+        for env_name, _, _ in parser.env_options.values():
+            self.assertIn("`%s" % env_name, docs)
 
 
 class BannerTest(unittest.TestCase):
@@ -143,6 +189,15 @@ class BannerTest(unittest.TestCase):
             text = main.banner(s.server)
         self.assertIn("listening on http://127.0.0.1:%d" % s.port, text)
         self.assertIn("curl -N http://127.0.0.1:%d/v1/pipes/run" % s.port, text)
+        self.assertIn("endpoints: http://127.0.0.1:%d/ " % s.port, text)
+        self.assertNotIn("scenario", text.split("scenario settings:")[0])
+
+    def test_banner_shows_the_server_wide_scenario(self):
+        settings = main.parse_args(["--port", "0"], env={"LB_MOCK_SCENARIO": "line_ending=crlf,event_ids=true,retry=none"})
+        with support.RunningServer(mock=settings.mock) as s:
+            text = main.banner(s.server)
+        self.assertIn("\n  scenario for every stream (--mock, LB_MOCK_SCENARIO): line_ending=crlf, event_ids=true, "
+                      "retry=none\n", text)
 
 
 class ProcessTest(unittest.TestCase):

@@ -92,6 +92,9 @@ class DispatchStatusTest(unittest.TestCase):
         root = routes.dispatch(app, make_request("GET", "/"))
         self.assertEqual(root.body["endpoints"], ["%s %s" % (r.method, r.path) for r in routes.ROUTES])
         self.assertIn("POST /v1/pipes/run", root.body["endpoints"])
+        self.assertEqual(root.body["scenario"], {})
+        root = routes.dispatch(make_app(mock=(("line_ending", "crlf"), ("event_ids", True))), make_request("GET", "/"))
+        self.assertEqual(root.body["scenario"], {"line_ending": "crlf", "event_ids": True})
 
     def test_head_is_answered_by_the_get_route(self):
         response = routes.dispatch(make_app(), make_request("HEAD", "/health"))

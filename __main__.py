@@ -1,0 +1,25 @@
+"""Start the server as an installed command: ``langbase-mock`` or ``python3 -m langbase_mock``
+(after ``pipx install .`` or ``pip install .``), and ``python3 .`` from a checkout.
+
+The modules are flat (``import pipes``, ``import api``), as ``python3 main.py`` needs; installed,
+they live in the ``langbase_mock`` directory, which is put first on ``sys.path`` so that those
+imports find them (before the standard library's own ``pipes`` module on Python < 3.13).
+"""
+
+import os
+import sys
+
+
+def run() -> None:
+    """Entry point of the ``langbase-mock`` command: ``main.main`` with that program name;
+    exits with its status."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path[:1] != [here]:
+        sys.path.insert(0, here)
+    import main
+
+    sys.exit(main.main(prog="langbase-mock"))
+
+
+if __name__ == "__main__":
+    run()
