@@ -133,6 +133,21 @@ class ExtractTextTest(unittest.TestCase):
         self.assertEqual(memory.extract_text(html, "text/html"), "Head\n\nOne & two\n\nThree")
         self.assertEqual(memory.extract_text(b'{"a": 1}', "application/json"), '{"a": 1}')
 
+    def test_html_rules_of_the_tokenizer(self):
+        cases = (
+            (b'<a title="x>y">link</a> 1 < 2', "link 1 < 2"),  # ">" in a quoted value; a lone "<" is text
+            (b"A<!-- <p>hidden</p> -->B<!DOCTYPE html><![CDATA[c]]><?pi?>C", "ABC"),
+            (b"<SCRIPT type=x>if (a<b) {}</script >T<Style>p{}</STYLE>", "T"),
+            (b"<P>one<BR/>two</P><noscript>Enable JS</noscript>", "one\ntwo"),
+            (b"x<script>never closed <p>y</p>", "x"),
+            (b"x<a href='never closed>y</a>", "x"),
+            (b"&lt;b&gt; &#x41;&#66; &nosuch;", "<b> AB &nosuch;"),
+            (b"<![<![x]]>", ""),  # made html.parser raise
+        )
+        for html, text in cases:
+            with self.subTest(html=html):
+                self.assertEqual(memory.extract_text(html, "text/html"), text)
+
     def test_other_types_and_bad_utf8_raise_with_a_sentence(self):
         with self.assertRaisesRegex(ValueError, "text files only.*application/pdf"):
             memory.extract_text(b"%PDF", "application/pdf")

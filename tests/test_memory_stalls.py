@@ -1,0 +1,60 @@
+"""Over real sockets: no request within the default limits stalls the server's one event-loop
+thread. Each test sends an input that took seconds of CPU before its fix (HTML extraction,
+multipart parsing, retrieval, embedding) and asserts that the answer, or the 400 that refuses
+it, comes back well within a generous bound."""
+
+import time
+import unittest
+
+from tests.support import call
+from tests.test_memory_routes import Base, host_call
+
+BOUND = 1.0
+"""Seconds a request may take here: generous (the aim is well under 50 ms), far below the
+seconds these inputs took before."""
+
+
+class StallTest(Base):
+    def timed(self, method, path, body=None, headers=None, bound=BOUND):
+        started = time.monotonic()
+        response = call(self.port, method, path, body, headers)
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, bound, "%s %s took %.2f s" % (method, path, elapsed))
+        return response
+
+    def put_file(self, file_name, data, content_type):
+        r = host_call(self.port, "POST", "/v1/memory/documents", {"memoryName": "m", "fileName": file_name})
+        path = r.json()["signedUrl"].split("%d" % self.port, 1)[1]
+        return self.timed("PUT", path, data, {"Content-Type": content_type})
+
+    def statuses(self):
+        return {d["name"]: (d["status"], d["status_message"])
+                for d in call(self.port, "GET", "/v1/memory/m/documents").json()}
+
+    def form(self, file_name, data, content_type):
+        return (b"--XyZ\r\nContent-Disposition: form-data; name=\"document\"; filename=\"%s\"\r\n"
+                b"Content-Type: %s\r\n\r\n%s\r\n--XyZ--\r\n" % (file_name.encode(), content_type.encode(), data))
+
+    FORM = {"Content-Type": "multipart/form-data; boundary=XyZ"}
+
+
+class HtmlTest(StallTest):
+    def test_unclosed_tags_are_read_in_linear_time(self):
+        call(self.port, "POST", "/v1/memory", {"name": "m"})
+        for data in (b"<a " * 16000, b'<a "' * 16000, b"<!--" * 16000, b"<script>" * 16000, b"<!x" * 16000,
+                     b"<p>word</p><a " * 8000):
+            with self.subTest(data=data[:16]):
+                self.assertEqual(self.put_file("s.html", data, "text/html").status, 200)
+                r = self.timed("POST", "/v1/parser", self.form("s.html", data, "text/html"), self.FORM)
+                self.assertEqual(r.status, 200, r.body)
+        self.assertEqual(call(self.port, "GET", "/health").status, 200)
+
+    def test_malformed_markup_is_never_a_500(self):
+        call(self.port, "POST", "/v1/memory", {"name": "m"})
+        for data in (b"<![CDATA[", b"</", b"<?", b"<a b='", b"&#x110000;&#0;", b"<![<![x]]>"):
+            with self.subTest(data=data):
+                r = self.timed("POST", "/v1/parser", self.form("x.html", data, "text/html"), self.FORM)
+                self.assertEqual(r.status, 200, r.body)
+                self.assertEqual(self.put_file("x.html", data, "text/html").status, 200)
+                self.assertIn(self.statuses()["x.html"][0], ("completed", "failed"))
+        self.assertEqual(self.statuses()["x.html"], ("failed", "The file holds no text to index."))
