@@ -19,6 +19,7 @@ import re
 import struct
 import zlib
 from email import policy
+from email.message import Message
 from email.parser import BytesParser
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
@@ -36,6 +37,8 @@ MAX_RESULTS = 20
 MAX_URLS = 20
 MAX_URL_CHARS = 2048
 MAX_FORM_PARTS = 10
+MAX_PART_HEADER_LINES = 16
+"""Most header lines in one form part (a browser sends two or three)."""
 IMAGE_SIDE = 64
 """Width and height in pixels of every generated image, whatever size is asked for."""
 MAX_IMAGES = 4
@@ -93,10 +96,13 @@ def embed(request: Request, app: App) -> Response:
 def parse_form(content_type: str, body: bytes) -> List[Tuple[str, Optional[str], str, bytes]]:
     """The parts of a ``multipart/form-data`` body (RFC 7578), read with the ``email``
     package: ``[(field name, file name or None, media type or None, bytes)]`` in order.
-    Raises ``BadRequest`` when the body is not such a form or has more than
-    ``MAX_FORM_PARTS`` parts."""
+    Raises ``BadRequest`` when the body is not such a form, has more than ``MAX_FORM_PARTS``
+    parts, a part with more than ``MAX_PART_HEADER_LINES`` header lines, or a nested
+    ``multipart/*`` part: these are checked first, by splitting on the boundary, since the
+    ``email`` parser's time grows with parts and lines before any limit could apply."""
     if not content_type.lower().startswith("multipart/form-data"):
         raise BadRequest("Send the document as multipart/form-data (fields 'document' and 'documentName').")
+    _check_form_shape(content_type, body)
     head = ("Content-Type: %s\r\nMIME-Version: 1.0\r\n\r\n" % content_type).encode("latin-1", "replace")
     message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
     if not message.is_multipart() or message.defects:
@@ -112,6 +118,34 @@ def parse_form(content_type: str, body: bytes) -> List[Tuple[str, Optional[str],
         media_type = part.get_content_type() if part.get("Content-Type") else None
         parts.append((name, part.get_filename(), media_type, payload if isinstance(payload, bytes) else b""))
     return parts
+
+
+_BLANK_LINE_RE = re.compile(rb"\r?\n\r?\n")
+_NESTED_RE = re.compile(rb"^content-type:[ \t]*multipart/", re.IGNORECASE | re.MULTILINE)
+
+
+def _check_form_shape(content_type: str, body: bytes) -> None:
+    """Refuse, in time linear in ``body``, a form the ``email`` parser would take long over:
+    more than ``MAX_FORM_PARTS`` parts (delimiter lines ``--<boundary>``), a part with more than
+    ``MAX_PART_HEADER_LINES`` header lines, or a part that is itself ``multipart/*``. A missing
+    boundary is left to the parser to report. Raises ``BadRequest``."""
+    header = Message()
+    header["Content-Type"] = content_type
+    boundary = header.get_boundary()
+    if not boundary:
+        return
+    pieces = body.split(b"--" + boundary.encode("latin-1", "replace"), MAX_FORM_PARTS + 2)
+    if len(pieces) > MAX_FORM_PARTS + 2:  # the parts' delimiters and the closing one
+        raise BadRequest("A form may have at most %d parts." % MAX_FORM_PARTS)
+    for piece in pieces[1:]:
+        if piece.startswith(b"--"):  # the closing delimiter
+            break
+        blank = _BLANK_LINE_RE.search(piece)
+        head = piece[:blank.start()] if blank else piece
+        if head.count(b"\n") > MAX_PART_HEADER_LINES:  # the delimiter line's end, then the headers
+            raise BadRequest("A form part may have at most %d header lines." % MAX_PART_HEADER_LINES)
+        if _NESTED_RE.search(head):
+            raise BadRequest("A form part may not be multipart itself (nested multipart is not read).")
 
 
 def parser(request: Request, app: App) -> Response:

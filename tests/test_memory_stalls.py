@@ -58,3 +58,17 @@ class HtmlTest(StallTest):
                 self.assertEqual(self.put_file("x.html", data, "text/html").status, 200)
                 self.assertIn(self.statuses()["x.html"][0], ("completed", "failed"))
         self.assertEqual(self.statuses()["x.html"], ("failed", "The file holds no text to index."))
+
+
+class MultipartTest(StallTest):
+    def test_part_count_nesting_and_header_lines_are_refused_before_parsing(self):
+        many = b"".join(b'--XyZ\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nv\r\n' % i for i in range(15000))
+        nested = (b'--XyZ\r\nContent-Disposition: form-data; name="document"; filename="a.txt"\r\n'
+                  b"Content-Type: multipart/mixed; boundary=in\r\n\r\n"
+                  + b"--in\r\nContent-Type: text/plain\r\n\r\nx\r\n" * 20000 + b"--in--\r\n")
+        headers = (b'--XyZ\r\nContent-Disposition: form-data; name="document"; filename="a.txt"\r\n'
+                   + b"X-A: b\r\n" * 60000 + b"\r\nx\r\n")
+        for body, needle in ((many, "at most 10 parts"), (nested, "nested"), (headers, "header lines")):
+            with self.subTest(needle=needle):
+                r = self.timed("POST", "/v1/parser", body + b"--XyZ--\r\n", self.FORM)
+                self.assertError(r, 400, "BAD_REQUEST", needle)
