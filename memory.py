@@ -26,21 +26,24 @@ module's ``Missing`` and ``Exists``. Standard library only; no imports from the 
 from __future__ import annotations
 
 import collections
+import heapq
 import math
 import mimetypes
 import re
 import secrets
+import sys
 import threading
 import zlib
+from array import array
 from html import unescape as html_unescape
-from typing import Any, Callable, Counter, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from threads import InvalidRequest, StoreFull
 
 __all__ = [
     "EMBEDDING_DIMENSIONS", "DEFAULT_EMBEDDING_MODEL", "TEXT_TYPES", "Missing", "Exists", "MemoryStore",
     "chunk_text", "check_chunking", "embed", "parse_embedding_model", "parse_filters", "filter_matches",
-    "bm25_rank", "words", "extract_text", "text_type", "check_name", "check_document_name", "check_meta",
+    "bm25_search", "ChunkIndex", "chunk_spans", "query_words", "words", "extract_text", "text_type", "check_name", "check_document_name", "check_meta",
     "OWNER_LOGIN", "UPLOAD_URL_SECONDS",
 ]
 
@@ -73,6 +76,10 @@ MAX_DOCUMENT_NAME = 255
 MAX_META_ITEMS = 64
 MAX_META_CHARS = 1024
 MAX_FILTER_DEPTH = 8
+MAX_FILTER_CONDITIONS = 64
+"""Most ``[field, op, value]`` conditions in one memory's ``filters``, over all nesting."""
+MAX_FILTER_VALUES = 100
+"""Most values of one ``In`` or ``NotIn`` condition."""
 UPLOAD_URL_SECONDS = 600.0
 """How long a signed upload URL is valid after ``POST /v1/memory/documents``."""
 
@@ -148,7 +155,12 @@ def chunk_text(text: str, max_length: int, overlap: int) -> List[str]:
     a chunk) before the previous one ended, at a word start. Chunks are stripped of surrounding
     white space; white space alone gives no chunk. Returns the chunks in order (``[]`` for blank
     text). Arguments are trusted (see ``check_chunking``)."""
-    chunks: List[str] = []
+    return [text[start:end] for start, end in chunk_spans(text, max_length, overlap)]
+
+
+def chunk_spans(text: str, max_length: int, overlap: int) -> List[Tuple[int, int]]:
+    """The chunks of ``chunk_text`` as ``(start, end)`` offsets into ``text``."""
+    spans: List[Tuple[int, int]] = []
     n = len(text)
     start = 0
     while start < n:
@@ -159,7 +171,10 @@ def chunk_text(text: str, max_length: int, overlap: int) -> List[str]:
         end = min(start + max_length, n)
         if end < n:
             end = _break_point(text, start, end)
-        chunks.append(text[start:end].strip())
+        kept = end
+        while kept > start and text[kept - 1].isspace():
+            kept -= 1
+        spans.append((start, kept))
         if end >= n:
             break
         next_start = end - min(overlap, (end - start) // 2)
@@ -168,7 +183,7 @@ def chunk_text(text: str, max_length: int, overlap: int) -> List[str]:
             if space:
                 next_start = space.end()
         start = max(next_start, start + 1)
-    return chunks
+    return spans
 
 
 def parse_embedding_model(value: Any, param: str = "embeddingModel") -> str:
@@ -265,21 +280,31 @@ _CONNECTIVES = ("And", "Or")
 _FILTER_SHAPE = "[field, 'Eq'|'NotEq'|'In'|'NotIn', value] or ['And'|'Or', [filters...]]"
 
 
-def parse_filters(value: Any, param: str = "filters", depth: int = 1) -> tuple:
+def parse_filters(value: Any, param: str = "filters") -> tuple:
     """Validate Langbase memory ``filters`` (the SDKs' ``MemoryFilters``): a condition
     ``[field, op, value]`` (``Eq``/``NotEq`` take a string, ``In``/``NotIn`` a string or an
-    array of strings) or ``[connective, [filters...]]`` (``And``/``Or``, at least one), nested at
-    most ``MAX_FILTER_DEPTH`` deep. Returns the filter as nested tuples (``In`` values as a
-    tuple); raises ``InvalidRequest`` naming the offending part."""
+    array of at most ``MAX_FILTER_VALUES`` strings) or ``[connective, [filters...]]``
+    (``And``/``Or``, at least one), nested at most ``MAX_FILTER_DEPTH`` deep, with at most
+    ``MAX_FILTER_CONDITIONS`` conditions in all (checked while reading, so a huge filter is
+    refused early). Returns the filter as nested tuples (``In`` values as a frozenset); raises
+    ``InvalidRequest`` naming the offending part."""
+    return _parse_filter(value, param, 1, [0])
+
+
+def _parse_filter(value: Any, param: str, depth: int, conditions: List[int]) -> tuple:
     if depth > MAX_FILTER_DEPTH:
         raise InvalidRequest("%s nests deeper than %d" % (param, MAX_FILTER_DEPTH), param)
     if isinstance(value, list) and len(value) == 2 and value[0] in _CONNECTIVES:
         parts = value[1]
         if not isinstance(parts, list) or not parts:
             raise InvalidRequest("%s[1] must be a non-empty array of filters" % param, param)
-        return (value[0], tuple(parse_filters(p, "%s[1][%d]" % (param, i), depth + 1) for i, p in enumerate(parts)))
+        return (value[0], tuple(_parse_filter(p, "%s[1][%d]" % (param, i), depth + 1, conditions)
+                                for i, p in enumerate(parts)))
     if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) and value[1] in _OPERATORS):
         raise InvalidRequest("%s must be %s" % (param, _FILTER_SHAPE), param)
+    conditions[0] += 1
+    if conditions[0] > MAX_FILTER_CONDITIONS:
+        raise InvalidRequest("filters may hold at most %d conditions in all" % MAX_FILTER_CONDITIONS, param)
     field, op, operand = value
     if op in ("Eq", "NotEq"):
         if not isinstance(operand, str):
@@ -287,9 +312,11 @@ def parse_filters(value: Any, param: str = "filters", depth: int = 1) -> tuple:
         return (field, op, operand)
     if isinstance(operand, str):
         operand = [operand]
-    if not isinstance(operand, list) or not all(isinstance(v, str) for v in operand):
-        raise InvalidRequest("%s[2] must be a string or an array of strings for %s" % (param, op), param)
-    return (field, op, tuple(operand))
+    if (not isinstance(operand, list) or len(operand) > MAX_FILTER_VALUES
+            or not all(isinstance(v, str) for v in operand)):
+        raise InvalidRequest("%s[2] must be a string or an array of at most %d strings for %s"
+                             % (param, MAX_FILTER_VALUES, op), param)
+    return (field, op, frozenset(operand))
 
 
 def filter_matches(parsed: tuple, meta: Dict[str, str]) -> bool:
@@ -309,42 +336,124 @@ def filter_matches(parsed: tuple, meta: Dict[str, str]) -> bool:
     return value not in operand
 
 
-def bm25_rank(query: str, documents: Sequence[Tuple[Counter[str], int]], k1: float = 1.2,
-              b: float = 0.75) -> List[float]:
-    """The Okapi BM25 score of ``query`` for each of ``documents`` (each ``(word counts,
-    length in words)``), the collection being ``documents`` itself; IDF is
-    ``ln(1 + (N - df + 0.5) / (df + 0.5))``, so it is never negative. Each distinct query word
-    counts once. Returns one float per document, 0.0 when no query word occurs in it."""
+class ChunkIndex:
+    """One document's text split by ``chunk_spans`` with an inverted index of its chunks, built
+    once at upload so that a search touches only the chunks holding a query word.
+
+    Attributes: ``text`` (str, kept once: chunks are slices of it, overlaps not copied),
+    ``spans`` (``array('L')`` of start, end offsets, two per chunk), ``lengths``
+    (``array('L')``: words per chunk), ``words`` (int: words over all chunks), ``postings``
+    (``{word: array('L') of chunk number, count in that chunk, ...}``, chunks in order) and
+    ``held`` (int: an estimate of the bytes all this occupies in process memory, from
+    ``sys.getsizeof`` of the text, the arrays, the dict and its keys)."""
+
+    __slots__ = ("text", "spans", "lengths", "words", "postings", "held")
+
+    def __init__(self, text: str, max_length: int, overlap: int) -> None:
+        self.text = text
+        self.spans = array("L")
+        self.lengths = array("L")
+        postings: Dict[str, "array[int]"] = {}
+        total = 0
+        for number, (start, end) in enumerate(chunk_spans(text, max_length, overlap)):
+            self.spans.append(start)
+            self.spans.append(end)
+            tokens = words(text[start:end])
+            self.lengths.append(len(tokens))
+            total += len(tokens)
+            for word, count in collections.Counter(tokens).items():
+                posting = postings.get(word)
+                if posting is None:
+                    posting = postings[word] = array("L")
+                posting.append(number)
+                posting.append(count)
+        self.words, self.postings = total, postings
+        self.held = (sys.getsizeof(text) + sys.getsizeof(self.spans) + sys.getsizeof(self.lengths)
+                     + sys.getsizeof(postings) + sum(sys.getsizeof(w) + sys.getsizeof(p) for w, p in postings.items()))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def chunk(self, number: int) -> str:
+        """The text of chunk ``number``."""
+        return self.text[self.spans[2 * number]:self.spans[2 * number + 1]]
+
+
+MAX_QUERY_CHARS = 2000
+MAX_QUERY_WORDS = 64
+"""Bounds of a retrieval query: characters, and distinct words (each word costs a pass over the
+chunks that hold it)."""
+
+
+def query_words(query: Any, param: str = "query") -> List[str]:
+    """The distinct lower-cased words of a retrieval ``query``, sorted: a non-empty string of at
+    most ``MAX_QUERY_CHARS`` characters and ``MAX_QUERY_WORDS`` distinct words. Raises
+    ``InvalidRequest``."""
+    if not isinstance(query, str) or not query.strip() or len(query) > MAX_QUERY_CHARS:
+        raise InvalidRequest("%s must be a non-empty string of at most %d characters" % (param, MAX_QUERY_CHARS), param)
     terms = sorted(set(words(query)))
-    count = len(documents)
+    if len(terms) > MAX_QUERY_WORDS:
+        raise InvalidRequest("%s has %d distinct words; at most %d are searched" % (param, len(terms), MAX_QUERY_WORDS),
+                             param)
+    return terms
+
+
+MAX_POSTINGS_READ = 100_000
+"""Most (word, chunk) postings one search reads: its words are read rarest first, and a word
+whose postings would pass this is left out with the commoner ones. Keeps a search over a full
+store to tens of milliseconds; only words found in most chunks of a large memory are skipped,
+which count least in BM25 anyway."""
+
+
+def bm25_search(terms: Sequence[str], indexes: Sequence[ChunkIndex], top_k: int, k1: float = 1.2,
+                b: float = 0.75) -> List[Tuple[float, int, int]]:
+    """The ``top_k`` best chunks of ``indexes`` for the query words ``terms`` by Okapi BM25,
+    the collection being every chunk of ``indexes``: IDF is ``ln(1 + (N - df + 0.5) / (df +
+    0.5))`` (never negative), each distinct word counts once, chunks sharing no word with the
+    query are left out. Time grows with the postings read (at most ``MAX_POSTINGS_READ``, rarest
+    words first) and the chunks of the documents holding a word, never with the whole store.
+    Returns ``[(score, index position, chunk number)]``, best first; equal scores keep index and
+    chunk order."""
+    count = sum(len(ix) for ix in indexes)
     if not count or not terms:
-        return [0.0] * count
-    average = sum(length for _, length in documents) / count or 1.0
-    idf = {}
+        return []
+    average = sum(ix.words for ix in indexes) / count or 1.0
+    found = []
     for term in terms:
-        df = sum(1 for counts, _ in documents if term in counts)
-        idf[term] = math.log(1.0 + (count - df + 0.5) / (df + 0.5))
-    scores = []
-    for counts, length in documents:
-        score = 0.0
-        for term in terms:
-            tf = counts.get(term, 0)
-            if tf:
-                score += idf[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average))
-        scores.append(score)
-    return scores
+        hits = [(pos, ix.postings[term]) for pos, ix in enumerate(indexes) if term in ix.postings]
+        if hits:
+            found.append((sum(len(p) for _, p in hits) // 2, term, hits))
+    found.sort(key=lambda item: item[:2])
+    scores: Dict[int, List[float]] = {}
+    norms: Dict[int, List[float]] = {}
+    budget = MAX_POSTINGS_READ
+    for df, _, hits in found:
+        budget -= df
+        if budget < 0:
+            break
+        weight = math.log(1.0 + (count - df + 0.5) / (df + 0.5)) * (k1 + 1)
+        for pos, posting in hits:
+            norm = norms.get(pos)
+            if norm is None:
+                norm = norms[pos] = [k1 * (1 - b + b * length / average) for length in indexes[pos].lengths]
+                scores[pos] = [0.0] * len(norm)
+            score = scores[pos]
+            for number, tf in zip(posting[0::2], posting[1::2]):
+                score[number] += weight * tf / (tf + norm[number])
+    ranked = ((-value, pos, number) for pos, score in scores.items() for number, value in enumerate(score) if value)
+    return [(-negative, pos, number) for negative, pos, number in heapq.nsmallest(top_k, ranked)]
 
 
 # --- the store ----------------------------------------------------------------------------------
 
 
 class _Document:
-    __slots__ = ("name", "media_type", "size", "meta", "uploaded_at", "failure", "chunks")
+    __slots__ = ("name", "media_type", "size", "meta", "uploaded_at", "failure", "index")
 
     def __init__(self, name: str, media_type: str, size: int, meta: Dict[str, str], uploaded_at: float,
-                 failure: Optional[str], chunks: List[Tuple[str, Counter[str], int]]) -> None:
+                 failure: Optional[str], index: Optional[ChunkIndex]) -> None:
         self.name, self.media_type, self.size, self.meta = name, media_type, size, meta
-        self.uploaded_at, self.failure, self.chunks = uploaded_at, failure, chunks
+        self.uploaded_at, self.failure, self.index = uploaded_at, failure, index
 
 
 class _Memory:
@@ -519,14 +628,11 @@ class MemoryStore:
                 raise StoreFull("Storing %d more bytes would pass the %d bytes the mock keeps for documents "
                                 "(--max-memory-bytes); delete documents first." % (len(data), self.max_bytes))
             media_type = text_type(content_type, document_name)
-            failure, chunks = None, []
+            failure, index = None, None
             try:
-                text = extract_text(data, media_type)
-                for piece in chunk_text(text, memory.chunk_size, memory.chunk_overlap):
-                    tokens = words(piece)
-                    chunks.append((piece, collections.Counter(tokens), len(tokens)))
-                if not chunks:
-                    failure = "The file holds no text to index."
+                index = ChunkIndex(extract_text(data, media_type), memory.chunk_size, memory.chunk_overlap)
+                if not len(index):
+                    failure, index = "The file holds no text to index.", None
             except ValueError as exc:
                 failure = str(exc)
             del self._uploads[token]
@@ -534,7 +640,7 @@ class MemoryStore:
                 self._documents -= 1
                 self._bytes -= old.size
                 del memory.documents[document_name]  # re-added last, as a new upload
-            memory.documents[document_name] = _Document(document_name, media_type, len(data), meta, now, failure, chunks)
+            memory.documents[document_name] = _Document(document_name, media_type, len(data), meta, now, failure, index)
             self._bytes += len(data)
 
     def _status(self, document: _Document, now: float) -> str:
@@ -585,26 +691,30 @@ class MemoryStore:
             self._document(memory_name, document_name)[1].uploaded_at = self._clock()
 
     def retrieve(self, query: str, selections: Sequence[Tuple[str, Optional[tuple]]], top_k: int) -> List[Dict[str, Any]]:
-        """The ``top_k`` chunks best matching ``query`` among the completed documents of the
-        memories in ``selections`` (``(memory name, parsed filter or None)``; the filter applies
-        to each document's metadata). Ranked by ``bm25_rank`` over those chunks; chunks sharing
-        no word with the query are left out; ties keep memory, document and chunk order.
-        Returns ``[{text, similarity, meta}]``: ``similarity`` is ``score / (score + 1)``
-        (0-1, 6 decimals), ``meta`` the document's metadata with ``documentName`` added unless
-        set. Raises ``Missing`` for an unknown memory."""
+        """The ``top_k`` chunks best matching ``query`` (see ``query_words``) among the completed
+        documents of the memories in ``selections`` (``(memory name, parsed filter or None)``;
+        the filter applies to each document's metadata; a memory named more than once is
+        searched once, for the documents that pass any of its filters). Ranked by
+        ``bm25_search`` over those documents' chunks; chunks sharing no word with the query are
+        left out; ties keep memory, document and chunk order. Returns ``[{text, similarity,
+        meta}]``: ``similarity`` is ``score / (score + 1)`` (0-1, 6 decimals), ``meta`` the
+        document's metadata with ``documentName`` added unless set. Raises ``InvalidRequest``
+        for a query past its bounds, ``Missing`` for an unknown memory."""
+        terms = query_words(query)
+        chosen: Dict[str, List[Optional[tuple]]] = {}
+        for name, parsed in selections:
+            chosen.setdefault(name, []).append(parsed)
         with self._lock:
             now = self._clock()
-            candidates = []
-            for name, parsed in selections:
+            indexes, metas = [], []
+            for name, filters in chosen.items():
                 for doc in self._memory(name).documents.values():
-                    if self._status(doc, now) != "completed":
+                    if doc.index is None or self._status(doc, now) != "completed":
                         continue
                     meta = dict({"documentName": doc.name}, **doc.meta)
-                    if parsed is not None and not filter_matches(parsed, meta):
-                        continue
-                    candidates.extend((text, counts, length, meta) for text, counts, length in doc.chunks)
-        scores = bm25_rank(query, [(c[1], c[2]) for c in candidates])
-        order = sorted((i for i in range(len(candidates)) if scores[i] > 0), key=lambda i: -scores[i])[:top_k]
-        return [{"text": candidates[i][0], "similarity": round(scores[i] / (scores[i] + 1.0), 6),
-                 "meta": dict(candidates[i][3])} for i in order]
-
+                    if None in filters or any(filter_matches(f, meta) for f in filters):
+                        indexes.append(doc.index)
+                        metas.append(meta)
+            best = bm25_search(terms, indexes, top_k)
+        return [{"text": indexes[pos].chunk(number), "similarity": round(score / (score + 1.0), 6),
+                 "meta": dict(metas[pos])} for score, pos, number in best]

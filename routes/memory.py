@@ -128,8 +128,7 @@ def memory_retrieve(request: Request, app: App) -> Response:
     ``[{text, similarity, meta}]``, best first (see ``memory.MemoryStore.retrieve``)."""
     data = object_body(request)
     query = data.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise BadRequest("query must be a non-empty string.", param="query")
+    memory.query_words(query)  # bounded before anything else is read
     selected = data.get("memory")
     if not isinstance(selected, list) or not 0 < len(selected) <= MAX_RETRIEVE_MEMORIES:
         raise BadRequest("memory must be an array of 1-%d objects {name, filters?}." % MAX_RETRIEVE_MEMORIES,

@@ -5,7 +5,9 @@ clock; and the PNG writer of ``routes.tools``."""
 import collections
 import math
 import struct
+import sys
 import unittest
+from unittest import mock
 import zlib
 
 from tests import support  # noqa: F401  (puts the project root on sys.path)
@@ -112,17 +114,38 @@ class FilterTest(unittest.TestCase):
 
 
 class Bm25Test(unittest.TestCase):
-    def docs(self, *texts):
-        return [(collections.Counter(memory.words(t)), len(memory.words(t))) for t in texts]
+    def search(self, query, *texts):
+        indexes = [memory.ChunkIndex(t, 1024, 256) for t in texts]
+        return {pos: score for score, pos, _ in memory.bm25_search(sorted(set(memory.words(query))), indexes, 10)}
 
     def test_scores_rank_matching_and_rarer_terms_higher(self):
-        scores = memory.bm25_rank("zebra crossing", self.docs("a zebra crossing here", "a crossing there",
-                                                               "crossing crossing", "nothing at all"))
-        self.assertEqual(scores[3], 0.0)
-        self.assertEqual(max(range(4), key=lambda i: scores[i]), 0)
+        scores = self.search("zebra crossing", "a zebra crossing here", "a crossing there", "crossing crossing",
+                             "nothing at all")
+        self.assertNotIn(3, scores)
+        self.assertEqual(max(scores, key=scores.get), 0)
         self.assertGreater(scores[1], 0)
-        self.assertEqual(memory.bm25_rank("", self.docs("a")), [0.0])
-        self.assertEqual(memory.bm25_rank("a", []), [])
+        self.assertEqual(self.search("", "a"), {})
+        self.assertEqual(self.search("a"), {})
+
+    def test_index_keeps_the_text_once_and_postings_per_chunk(self):
+        text = " ".join("w%d" % i for i in range(600))
+        index = memory.ChunkIndex(text, 1024, 256)
+        self.assertEqual([index.chunk(i) for i in range(len(index))], memory.chunk_text(text, 1024, 256))
+        self.assertEqual(list(index.postings["w0"]), [0, 1])
+        self.assertEqual(index.words, sum(index.lengths))
+        self.assertGreater(index.held, sys.getsizeof(text))
+
+    def test_commonest_words_are_skipped_past_the_postings_budget(self):
+        texts = ("common rare", "common", "common", "common")
+        with mock.patch.object(memory, "MAX_POSTINGS_READ", 3):
+            self.assertEqual(list(self.search("common rare", *texts)), [0])  # "common" (4 postings) left out
+        self.assertEqual(sorted(self.search("common rare", *texts)), [0, 1, 2, 3])
+
+    def test_query_bounds(self):
+        self.assertEqual(memory.query_words("B a b"), ["a", "b"])
+        for query in ("", " ", 5, "x" * 2001, " ".join("w%d" % i for i in range(65))):
+            with self.subTest(query=str(query)[:20]), self.assertRaises(InvalidRequest):
+                memory.query_words(query)
 
 
 class ExtractTextTest(unittest.TestCase):

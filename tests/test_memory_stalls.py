@@ -93,3 +93,46 @@ class MultipartTest(StallTest):
                     self.assertEqual(r.json()["content"], expected)
                 else:
                     self.assertError(r, status, "BAD_REQUEST", expected)
+
+
+class RetrieveTest(StallTest):
+    settings = {"memory_processing_seconds": 0, "max_body_bytes": 2 << 20}
+
+    def setUp(self):
+        super().setUp()
+        call(self.port, "POST", "/v1/memory", {"name": "m", "chunk_size": 1024, "chunk_overlap": 256})
+
+    def test_the_query_is_bounded_before_any_search(self):
+        text = " ".join("w%d" % i for i in range(60000)).encode()  # ~470 KB of distinct words
+        self.assertEqual(self.put_file("big.txt", text, "text/plain").status, 200)
+        long_query = " ".join("w%d" % i for i in range(120000))
+        for query, needle in ((long_query, "2000 characters"), (" ".join("w%d" % i for i in range(65)), "at most 64 are searched")):
+            with self.subTest(needle=needle):
+                r = self.timed("POST", "/v1/memory/retrieve", {"query": query, "memory": [{"name": "m"}]})
+                self.assertError(r, 400, "BAD_REQUEST", needle)
+        r = self.timed("POST", "/v1/memory/retrieve",
+                       {"query": " ".join("w%d" % i for i in range(0, 64000, 1000)), "memory": [{"name": "m"}], "topK": 100})
+        self.assertEqual(r.status, 200, r.body[:300])
+        self.assertGreaterEqual(len(r.json()), 60)  # each of the 60 words present, some in two overlapping chunks
+
+    def test_scoring_touches_only_the_chunks_holding_query_words(self):
+        common = " ".join("common%d" % (i % 300) for i in range(150000)).encode()  # ~1.5 MB, 300 distinct words
+        self.assertEqual(self.put_file("common.txt", common[:1 << 20], "text/plain").status, 200)
+        self.put_file("needle.txt", b"the rare needle", "text/plain")
+        query = " ".join(["needle"] + ["absent%d" % i for i in range(63)])
+        r = self.timed("POST", "/v1/memory/retrieve", {"query": query, "memory": [{"name": "m"}]}, bound=0.2)
+        self.assertEqual([x["text"] for x in r.json()], ["the rare needle"])
+
+    def test_filters_are_capped_and_a_memory_named_twice_is_searched_once(self):
+        self.put_file("a.txt", b"fox one", "text/plain")
+        self.put_file("b.txt", b"fox two", "text/plain")
+        big_in = ["documentName", "In", ["x%d" % i for i in range(90000)]]
+        many = ["Or", [["documentName", "Eq", "x%d" % i] for i in range(65)]]
+        for filters, needle in ((big_in, "at most 100 strings"), (many, "at most 64 conditions")):
+            with self.subTest(needle=needle):
+                r = self.timed("POST", "/v1/memory/retrieve",
+                               {"query": "fox", "memory": [{"name": "m", "filters": filters}]})
+                self.assertError(r, 400, "BAD_REQUEST", needle)
+        twice = [{"name": "m", "filters": ["documentName", "Eq", "a.txt"]}, {"name": "m"}, {"name": "m"}]
+        r = self.timed("POST", "/v1/memory/retrieve", {"query": "fox", "memory": twice})
+        self.assertEqual(sorted(x["text"] for x in r.json()), ["fox one", "fox two"])
