@@ -42,7 +42,7 @@ from threads import InvalidRequest, StoreFull
 
 __all__ = [
     "EMBEDDING_DIMENSIONS", "DEFAULT_EMBEDDING_MODEL", "TEXT_TYPES", "Missing", "Exists", "MemoryStore",
-    "chunk_text", "check_chunking", "embed", "parse_embedding_model", "parse_filters", "filter_matches",
+    "chunk_text", "check_chunking", "embed", "embed_buckets", "parse_embedding_model", "parse_filters", "filter_matches",
     "bm25_search", "ChunkIndex", "chunk_spans", "query_words", "words", "extract_text", "text_type", "check_name", "check_document_name", "check_meta",
     "OWNER_LOGIN", "UPLOAD_URL_SECONDS",
 ]
@@ -198,20 +198,39 @@ def parse_embedding_model(value: Any, param: str = "embeddingModel") -> str:
 
 def embed(text: str, dimensions: int) -> List[float]:
     """A deterministic embedding of ``text``: ``dimensions`` floats of unit length (L2, each
-    rounded to 6 decimals), counting hashed features into buckets: lower-cased words, pairs of
-    adjacent words, and character trigrams of the white-space-collapsed lower-cased text with
-    ``^``/``$`` marking its ends (white space alone gives the one feature ``^$``). Equal texts give equal vectors; texts sharing words and
-    spellings have a high cosine similarity. No model is run: the numbers mean nothing else.
-    Features are hashed with CRC-32 (``zlib.crc32``), stable across processes and fast."""
+    rounded to 6 decimals), the values of ``embed_buckets`` with 0.0 elsewhere."""
     vector = [0.0] * dimensions
+    for bucket, value in embed_buckets(text, dimensions).items():
+        vector[bucket] = value
+    return vector
+
+
+def embed_buckets(text: str, dimensions: int, hashes: Optional[Dict[str, int]] = None) -> Dict[int, float]:
+    """The non-zero values of ``embed(text, dimensions)`` as ``{position: value}``: hashed
+    features counted into buckets (lower-cased words, pairs of adjacent words, and character
+    trigrams of the white-space-collapsed lower-cased text with ``^``/``$`` marking its ends;
+    white space alone gives the one feature ``^$``), divided by the L2 norm and rounded to 6
+    decimals. Equal texts give equal vectors; texts sharing words and spellings have a high
+    cosine similarity. No model is run: the numbers mean nothing else. Features are hashed with
+    CRC-32 (``zlib.crc32``), stable across processes and fast; ``hashes``, a dict shared by the
+    calls of one request with the same ``dimensions``, remembers each feature's bucket (features
+    repeat from text to text). Time grows with
+    the length of ``text``, not with ``dimensions``."""
     tokens = words(text)
     flat = "^" + " ".join(text.lower().split()) + "$"
-    features = tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
-    features += [flat[i:i + 3] for i in range(max(1, len(flat) - 2))]  # blank text: "^$"
-    for feature, count in collections.Counter(features).items():
-        vector[zlib.crc32(feature.encode("utf-8", "surrogatepass")) % dimensions] += count
-    norm = math.sqrt(sum(v * v for v in vector))  # > 0: there is always a feature
-    return [round(v / norm, 6) for v in vector]
+    features = collections.Counter(tokens)
+    features.update(a + " " + b for a, b in zip(tokens, tokens[1:]))
+    features.update(flat[i:i + 3] for i in range(max(1, len(flat) - 2)))  # blank text: "^$"
+    if hashes is None:
+        hashes = {}
+    buckets: Dict[int, int] = {}
+    for feature, count in features.items():
+        bucket = hashes.get(feature)
+        if bucket is None:
+            bucket = hashes[feature] = zlib.crc32(feature.encode("utf-8", "surrogatepass")) % dimensions
+        buckets[bucket] = buckets.get(bucket, 0) + count
+    norm = math.sqrt(sum(c * c for c in buckets.values()))  # > 0: there is always a feature
+    return {bucket: round(count / norm, 6) for bucket, count in buckets.items()}
 
 
 _TAG_REST = r"""[^>"']*(?:(?:"[^"]*(?:"|\Z)|'[^']*(?:'|\Z))[^>"']*)*(?:>|\Z)"""
