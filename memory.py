@@ -466,13 +466,24 @@ def bm25_search(terms: Sequence[str], indexes: Sequence[ChunkIndex], top_k: int,
 # --- the store ----------------------------------------------------------------------------------
 
 
+DOCUMENT_OVERHEAD = 1024
+"""Bytes counted for a document besides its index and metadata: its record, name, type and
+status message (an estimate)."""
+
+
 class _Document:
-    __slots__ = ("name", "media_type", "size", "meta", "uploaded_at", "failure", "index")
+    """A stored document. ``held`` is an estimate of the bytes it occupies in process memory
+    (what ``MemoryStore.max_bytes`` bounds): ``ChunkIndex.held``, the metadata's strings and
+    ``DOCUMENT_OVERHEAD``; a failed document keeps no text, only this record."""
+
+    __slots__ = ("name", "media_type", "size", "meta", "uploaded_at", "failure", "index", "held")
 
     def __init__(self, name: str, media_type: str, size: int, meta: Dict[str, str], uploaded_at: float,
                  failure: Optional[str], index: Optional[ChunkIndex]) -> None:
         self.name, self.media_type, self.size, self.meta = name, media_type, size, meta
         self.uploaded_at, self.failure, self.index = uploaded_at, failure, index
+        self.held = (DOCUMENT_OVERHEAD + (index.held if index is not None else 0) + sys.getsizeof(meta)
+                     + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in meta.items()))
 
 
 class _Memory:
@@ -523,8 +534,11 @@ class MemoryStore:
     Thread-safe: every public method takes the store's lock once and returns new objects.
     ``clock`` gives wall-clock seconds (statuses are computed from it); ``processing_seconds``
     is how long a document takes to become ``completed``; ``max_memories``, ``max_documents``
-    (over all memories, pending uploads included) and ``max_bytes`` (uploaded bytes over all
-    documents) bound it: past them ``StoreFull``, nothing changed. ``new_token`` makes the
+    (over all memories, pending uploads included) and ``max_bytes`` bound it: past them
+    ``StoreFull``, nothing changed. ``max_bytes`` bounds an estimate of the process memory the
+    documents occupy (``bytes_held``: each document's text once, its word index and metadata,
+    measured with ``sys.getsizeof`` when it is stored), not the bytes uploaded: an index of
+    English prose takes about 3-5 times the text, one of short distinct words up to 45 times. ``new_token`` makes the
     unguessable part of a signed upload URL.
     """
 
@@ -544,6 +558,12 @@ class MemoryStore:
     def __len__(self) -> int:
         with self._lock:
             return len(self._memories)
+
+    @property
+    def bytes_held(self) -> int:
+        """The estimated bytes all documents occupy (see ``_Document.held``)."""
+        with self._lock:
+            return self._bytes
 
     def _memory(self, name: str) -> _Memory:
         memory = self._memories.get(name)
@@ -596,7 +616,7 @@ class MemoryStore:
         with self._lock:
             memory = self._memory(name)
             self._documents -= len(memory.documents)
-            self._bytes -= sum(d.size for d in memory.documents.values())
+            self._bytes -= sum(d.held for d in memory.documents.values())
             del self._memories[name]
             for token in [t for t, upload in self._uploads.items() if upload[0] == name]:
                 del self._uploads[token]
@@ -632,7 +652,9 @@ class MemoryStore:
         token is then spent.
 
         Raises ``Missing`` (unknown, spent or expired token; memory deleted since) or
-        ``StoreFull`` (``max_bytes``)."""
+        ``StoreFull`` (``max_bytes``: checked first against the file's size, a cheap lower
+        bound for a text file, before it is read; then against the document's ``held``
+        estimate)."""
         with self._lock:
             now = self._clock()
             self._expire_uploads(now)
@@ -643,9 +665,10 @@ class MemoryStore:
             memory_name, document_name, meta, _ = upload
             memory = self._memory(memory_name)
             old = memory.documents.get(document_name)
-            if self._bytes - (old.size if old else 0) + len(data) > self.max_bytes:
-                raise StoreFull("Storing %d more bytes would pass the %d bytes the mock keeps for documents "
-                                "(--max-memory-bytes); delete documents first." % (len(data), self.max_bytes))
+            room = self.max_bytes - self._bytes + (old.held if old else 0)
+            if len(data) > room:
+                raise StoreFull("Storing this %d-byte file would pass the %d bytes of memory the mock keeps for "
+                                "documents (--max-memory-bytes); delete documents first." % (len(data), self.max_bytes))
             media_type = text_type(content_type, document_name)
             failure, index = None, None
             try:
@@ -654,13 +677,18 @@ class MemoryStore:
                     failure, index = "The file holds no text to index.", None
             except ValueError as exc:
                 failure = str(exc)
+            document = _Document(document_name, media_type, len(data), meta, now, failure, index)
+            if document.held > room:
+                raise StoreFull("This %d-byte file takes about %d bytes of memory once indexed, more than the %d "
+                                "bytes left of --max-memory-bytes; delete documents first."
+                                % (len(data), document.held, max(room, 0)))
             del self._uploads[token]
             if old is not None:
                 self._documents -= 1
-                self._bytes -= old.size
+                self._bytes -= old.held
                 del memory.documents[document_name]  # re-added last, as a new upload
-            memory.documents[document_name] = _Document(document_name, media_type, len(data), meta, now, failure, index)
-            self._bytes += len(data)
+            memory.documents[document_name] = document
+            self._bytes += document.held
 
     def _status(self, document: _Document, now: float) -> str:
         elapsed = now - document.uploaded_at
@@ -701,7 +729,7 @@ class MemoryStore:
             memory, document = self._document(memory_name, document_name)
             del memory.documents[document_name]
             self._documents -= 1
-            self._bytes -= document.size
+            self._bytes -= document.held
 
     def retry_document(self, memory_name: str, document_name: str) -> None:
         """Process a document again (its status restarts at ``queued``; a file that failed

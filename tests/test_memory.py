@@ -211,20 +211,26 @@ class MemoryStoreTest(unittest.TestCase):
         self.assertEqual(s.retrieve("alpha", [("m", None)], 5), [])  # not completed: not searched
 
     def test_bounds_on_memories_documents_and_bytes_change_nothing(self):
-        s = store(processing=0, memories=2, documents=2, max_bytes=10)
+        s = store(processing=0, memories=2, documents=2, max_bytes=5000)
         s.create({"name": "a"})
         s.create({"name": "b"})
         with self.assertRaises(StoreFull):
             s.create({"name": "c"})
         self.assertEqual(len(s), 2)
         token, _ = s.new_upload("a", "one.txt", {})
-        with self.assertRaises(StoreFull):
-            s.put_upload(token, b"x" * 11, "text/plain")
+        with self.assertRaisesRegex(StoreFull, "5001-byte file"):  # refused on its size, before it is read
+            s.put_upload(token, b"x" * 5001, "text/plain")
+        distinct = b" ".join(b"w%d" % i for i in range(400))  # 2,289 bytes, ~50 KB once indexed
+        with self.assertRaisesRegex(StoreFull, "takes about"):
+            s.put_upload(token, distinct, "text/plain")
+        self.assertEqual(s.bytes_held, 0)
         s.put_upload(token, b"x" * 10, "text/plain")
+        self.assertGreater(s.bytes_held, memory.DOCUMENT_OVERHEAD)
         s.new_upload("a", "two.txt", {})  # pending uploads count
         with self.assertRaises(StoreFull):
             s.new_upload("b", "three.txt", {})
         s.delete("a")  # frees its document and its pending upload
+        self.assertEqual(s.bytes_held, 0)
         self.upload(s, memory_name="b", data=b"0123456789")
 
     def test_tokens_expire_are_spent_and_die_with_their_memory(self):
@@ -246,13 +252,16 @@ class MemoryStoreTest(unittest.TestCase):
             s.put_upload(token, b"orphan", "text/plain")
 
     def test_same_name_replaces_the_document_and_its_bytes(self):
-        s = store(processing=0, max_bytes=10)
+        s = store(processing=0, max_bytes=4000)
         s.create({"name": "m"})
         self.upload(s, data=b"old words")
-        self.upload(s, data=b"new words!")
+        self.upload(s, data=b"new words!")  # fits only because the old one's bytes are freed
         docs = s.list_documents("m")
         self.assertEqual([(d["name"], d["metadata"]["size"]) for d in docs], [("doc.txt", 10)])
         self.assertEqual(s.retrieve("old", [("m", None)], 5), [])
+        held = s.bytes_held
+        s.delete_document("m", "doc.txt")
+        self.assertEqual((s.bytes_held, held > 0), (0, True))
 
     def test_retrieve_filters_ranks_and_limits(self):
         s = store(processing=0)

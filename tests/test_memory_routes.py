@@ -202,7 +202,7 @@ class HostileInputTest(Base):
 
 
 class BoundsTest(Base):
-    settings = {"memory_processing_seconds": 0, "max_memories": 1, "max_documents": 1, "max_memory_bytes": 20,
+    settings = {"memory_processing_seconds": 0, "max_memories": 1, "max_documents": 1, "max_memory_bytes": 4000,
                 "max_body_bytes": 4096}
 
     def test_store_bounds_are_403_usage_exceeded_and_bodies_413(self):
@@ -211,7 +211,10 @@ class BoundsTest(Base):
         path = self.upload_path()
         self.assertError(host_call(self.port, "POST", "/v1/memory/documents", {"memoryName": "m", "fileName": "b"}),
                          403, "USAGE_EXCEEDED", "--max-documents")
-        self.assertError(call(self.port, "PUT", path, b"x" * 21, {"Content-Type": "text/plain"}),
+        self.assertError(call(self.port, "PUT", path, b"x" * 4001, {"Content-Type": "text/plain"}),
+                         403, "USAGE_EXCEEDED", "--max-memory-bytes")
+        distinct = b" ".join(b"w%d" % i for i in range(400))  # 2,289 bytes: its word index is far more
+        self.assertError(call(self.port, "PUT", path, distinct, {"Content-Type": "text/plain"}),
                          403, "USAGE_EXCEEDED", "--max-memory-bytes")
         self.assertError(call(self.port, "PUT", path, b"x" * 5000, {"Content-Type": "text/plain"}),
                          413, "PAYLOAD_TOO_LARGE", "--max-body-bytes")
