@@ -26,8 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlsplit
 
 import memory
-from api import App, BadRequest, JsonResponse, Request, Response, Route, StreamResponse, object_body, route
-from steps import Write
+from api import App, BadRequest, JsonResponse, Request, Response, Route, json_text_response, object_body, route
 
 __all__ = ["ROUTES", "png", "parse_form"]
 
@@ -95,7 +94,7 @@ def embed(request: Request, app: App) -> Response:
     model = memory.parse_embedding_model(data.get("embeddingModel"))
     dimensions = memory.EMBEDDING_DIMENSIONS[model]
     hashes: Dict[str, int] = {}
-    return _json_text("[%s]" % ",".join(_vector_json(memory.embed_buckets(c, dimensions, hashes), dimensions)
+    return json_text_response("[%s]" % ",".join(_vector_json(memory.embed_buckets(c, dimensions, hashes), dimensions)
                                         for c in chunks))
 
 
@@ -108,12 +107,6 @@ def _vector_json(buckets: Dict[int, float], dimensions: int) -> str:
     for bucket, value in buckets.items():
         parts[bucket] = repr(value)
     return "[%s]" % ",".join(parts)
-
-
-def _json_text(text: str) -> Response:
-    """A 200 ``application/json`` answer whose body is ``text``, JSON already encoded, sent
-    whole with a ``Content-Length`` (a buffered ``StreamResponse`` of one write)."""
-    return StreamResponse(iter([Write(text.encode("utf-8"))]), mode="buffered", content_type="application/json")
 
 
 _FORM_MALFORMED = "The multipart/form-data body is malformed (check its boundary)."

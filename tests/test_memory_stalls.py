@@ -150,3 +150,26 @@ class EmbedTest(StallTest):
         self.assertEqual(vectors, [memory.embed(c, 3072) for c in chunks])
         self.assertTrue(all(type(v) is float for v in vectors[0]))
         self.assertEqual(sum(1 for v in vectors[0] if v), len(memory.embed_buckets("x", 3072)))
+
+
+class TraceMemoryTest(unittest.TestCase):
+    def test_a_kept_trace_costs_about_its_json_text(self):
+        import tracemalloc
+        from tests.support import RunningServer
+        body = b'{"workflow":{"id":"w","steps":[' + b",".join([b"[]"] * 100000) + b"]}}"  # 300 KB of empty lists
+        with RunningServer() as s:
+            call(s.port, "POST", "/v1/traces", {"workflow": {"id": "warm"}})
+            tracemalloc.start()
+            try:
+                before = tracemalloc.get_traced_memory()[0]
+                for _ in range(3):
+                    self.assertEqual(call(s.port, "POST", "/v1/traces", body, {"Content-Type": "application/json"}).status, 200)
+                grown = tracemalloc.get_traced_memory()[0] - before
+            finally:
+                tracemalloc.stop()
+            started = time.monotonic()
+            listed = call(s.port, "GET", "/mock/traces")
+            self.assertLess(time.monotonic() - started, BOUND)
+        self.assertLess(grown, 3 * 2 * len(body))  # was ~3 x 5.6 MB: a parsed list of 100,000 lists each
+        self.assertEqual(len(listed.json()["traces"][0]["trace"]["workflow"]["steps"]), 100000)
+        self.assertEqual(listed.header("Content-Type"), "application/json")

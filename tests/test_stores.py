@@ -2,6 +2,8 @@
 reach over HTTP (bytes of traces), and the pipe-key index across updates and renames."""
 
 import itertools
+import json
+import sys
 import unittest
 
 from tests import support  # noqa: F401  (puts the project root on sys.path)
@@ -42,18 +44,31 @@ class PipeStoreTest(unittest.TestCase):
 
 
 class TraceLogTest(unittest.TestCase):
+    @staticmethod
+    def entry(name, size):
+        """An entry whose JSON text occupies ``size`` bytes (``sys.getsizeof``; ASCII)."""
+        text = '{"id":"%s","pad":""}' % name
+        return {"id": name, "pad": "x" * (size - sys.getsizeof(text))}
+
     def test_oldest_traces_go_first_past_the_byte_bound(self):
         log = stores.TraceLog(limit=10, max_bytes=250)
         for i in range(4):
-            log.add({"id": str(i)}, 100)
-        self.assertEqual([e["id"] for e in log.recent()], ["3", "2"])
+            log.add(self.entry(str(i), 100))
+        self.assertEqual([e["id"] for e in json.loads(log.recent_json())["traces"]], ["3", "2"])
         self.assertEqual(log.bytes, 200)
 
     def test_one_trace_larger_than_the_bound_is_still_kept_alone(self):
-        log = stores.TraceLog(limit=10, max_bytes=50)
-        log.add({"id": "a"}, 10)
-        log.add({"id": "big"}, 100)
-        self.assertEqual([e["id"] for e in log.recent()], ["big"])
+        log = stores.TraceLog(limit=10, max_bytes=100)
+        log.add(self.entry("a", 60))
+        log.add(self.entry("big", 200))
+        self.assertEqual([e["id"] for e in json.loads(log.recent_json())["traces"]], ["big"])
+
+    def test_bytes_count_the_kept_text_not_the_body(self):
+        log = stores.TraceLog()
+        log.add({"id": "w", "trace": {"workflow": {"steps": [[]] * 1000}}})
+        text = log.recent_json()
+        self.assertEqual(json.loads(text)["traces"][0]["trace"]["workflow"]["steps"], [[]] * 1000)
+        self.assertLess(log.bytes, len(text) + 100)
 
 
 if __name__ == "__main__":
