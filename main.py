@@ -67,10 +67,10 @@ class Settings:
     answered 503), ``max_reply_chars`` (a reply's length after its variables are filled in),
     ``max_run_log_bytes`` (the ground truth of recent runs, estimated bytes), ``max_threads`` and
     ``max_messages`` (store bounds), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
-    bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how
+    bounds: pipes, estimated bytes of memory of their configurations), ``memory_processing_seconds`` (how
     long an uploaded memory document takes to go from ``queued`` to ``completed``),
     ``max_memories``, ``max_documents`` and ``max_memory_bytes`` (memory store bounds:
-    memories, documents over all memories, uploaded bytes), ``token_wait`` (seconds a
+    memories, documents over all memories, estimated bytes of memory held), ``token_wait`` (seconds a
     token-stream subscriber that came before its generation waits for one before the mock
     generates the reply itself, 0 to 600), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
@@ -270,8 +270,8 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="most pipes kept in memory (POST /v1/pipes); more is 403 USAGE_EXCEEDED (default 1000) "
            "[LB_MOCK_MAX_PIPES]")
     a("--max-pipe-bytes", type=_positive_int, default=default("LB_MOCK_MAX_PIPE_BYTES", str(16 << 20)),
-      help="most bytes of pipe configuration (as JSON) kept in memory, all pipes together; more is "
-           "403 USAGE_EXCEEDED (default 16777216) [LB_MOCK_MAX_PIPE_BYTES]")
+      help="most bytes of memory pipe configurations may occupy (estimated from their JSON), all "
+           "pipes together; more is 403 USAGE_EXCEEDED (default 16777216) [LB_MOCK_MAX_PIPE_BYTES]")
     a("--memory-processing-seconds", type=_non_negative_float,
       default=default("LB_MOCK_MEMORY_PROCESSING_SECONDS", "1.5"),
       help="seconds an uploaded memory document takes to go from queued (first third) through "
@@ -282,8 +282,9 @@ def _build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
       help="most memory documents kept over all memories, pending uploads included (default 1000) "
            "[LB_MOCK_MAX_DOCUMENTS]")
     a("--max-memory-bytes", type=_positive_int, default=default("LB_MOCK_MAX_MEMORY_BYTES", str(64 << 20)),
-      help="most bytes of uploaded memory documents kept (default 67108864); one upload is also "
-           "bounded by --max-body-bytes [LB_MOCK_MAX_MEMORY_BYTES]")
+      help="most bytes of memory the memory documents may occupy, estimated: their text and word "
+           "index (default 67108864); one upload is also bounded by --max-body-bytes "
+           "[LB_MOCK_MAX_MEMORY_BYTES]")
     a("--token-wait", type=_token_wait, default=default("LB_MOCK_TOKEN_WAIT", "1"),
       help="seconds a token-stream subscriber (GET /api/stream/{sessionId}/{chatMessageId}) that "
            "comes before POST /api/generate waits for it; then the mock generates the reply itself "

@@ -130,8 +130,9 @@ def _pipe_error(exc: Exception) -> Exception:
 
 
 def pipes_list(request: Request, app: App) -> Response:
-    """``GET /v1/pipes``: every pipe's full configuration (``PipeListResponse``), oldest first."""
-    return JsonResponse(200, [pipe.listing() for pipe in app.pipes.list()])
+    """``GET /v1/pipes``: every pipe's full configuration (``PipeListResponse``), oldest first
+    (joined from kept JSON texts, see ``stores.PipeStore.listing_json``)."""
+    return json_text_response(app.pipes.listing_json())
 
 
 def pipes_create(request: Request, app: App) -> Response:

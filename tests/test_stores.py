@@ -33,7 +33,18 @@ class PipeStoreTest(unittest.TestCase):
         self.assertEqual(store.bytes, first.size)
         second = store.update("a", {"description": "x" * 100})
         self.assertEqual(store.bytes, second.size)
-        self.assertEqual(second.size - first.size, 100)
+        self.assertEqual(second.size - first.size, 200)  # in the parsed config and in the listing text
+
+    def test_bytes_estimate_the_memory_a_config_holds_not_its_text(self):
+        store = stores.PipeStore(keys(), max_bytes=1 << 20)
+        nested = {"type": "json_schema", "lists": [[]] * 100000}  # 300 KB of JSON, ~6 MB of objects
+        with self.assertRaises(StoreFull):
+            store.create("a", {"response_format": nested})
+        self.assertEqual((len(store), store.bytes), (0, 0))
+        pipe = store.create("a", {"description": "x" * 100000})
+        self.assertGreater(pipe.size, 100000)
+        self.assertLess(pipe.size, 3 * 100000)
+        self.assertEqual(json.loads(store.listing_json()), [pipe.listing()])
 
     def test_full_store_raises_and_keeps_what_it_had(self):
         store = stores.PipeStore(keys(), max_pipes=1)
