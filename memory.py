@@ -25,6 +25,7 @@ module's ``Missing`` and ``Exists``. Standard library only; no imports from the 
 
 from __future__ import annotations
 
+import codecs
 import collections
 import heapq
 import math
@@ -65,7 +66,15 @@ CHUNK_MAX_LENGTH = (1024, 30000)
 MIN_CHUNK_OVERLAP = 256
 """Smallest ``chunkOverlap`` / ``chunk_overlap`` (characters), as the SDKs document."""
 MEMORY_DEFAULTS = {"top_k": 10, "chunk_size": 10000, "chunk_overlap": 2048}
-"""A new memory's settings when the request leaves them out."""
+"""A new memory's settings when the request leaves them out (``chunk_overlap``: for the default
+``chunk_size``; see ``default_overlap``)."""
+
+
+def default_overlap(chunk_size: int) -> int:
+    """The ``chunk_overlap`` of a memory created without one: a quarter of ``chunk_size``, at
+    least ``MIN_CHUNK_OVERLAP`` and at most 2048 (so 2048 for the default ``chunk_size`` and
+    256 for 1024, always less than any allowed ``chunk_size``)."""
+    return max(MIN_CHUNK_OVERLAP, min(MEMORY_DEFAULTS["chunk_overlap"], chunk_size // 4))
 RETRIEVE_TOP_K = (1, 100, 20)
 """``topK`` of a retrieve: (minimum, maximum, default)."""
 
@@ -271,21 +280,33 @@ def text_type(content_type: Optional[str], file_name: str) -> str:
     return _EXTENSION_TYPES.get(ext) or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
 
 
-def extract_text(data: bytes, media_type: str) -> str:
-    """The text of a file of ``media_type``: UTF-8 (a BOM dropped) for ``TEXT_TYPES``, HTML
-    reduced to its text by ``_html_text`` (scripts and styles dropped, blank lines squeezed), in
-    time linear in its length.
+def extract_text(data: bytes, media_type: str, charset: Optional[str] = None) -> str:
+    """The text of a file of ``media_type``, decoded as ``charset`` (the ``Content-Type``'s
+    parameter; default UTF-8, a BOM dropped) for ``TEXT_TYPES``, HTML reduced to its text by
+    ``_html_text`` (scripts and styles dropped, blank lines squeezed), in time linear in its
+    length.
 
-    Raises ``ValueError`` with a sentence for users: the type is not a text format, or the bytes
-    are not UTF-8."""
+    Raises ``ValueError`` with a sentence for users: the type is not a text format, the charset
+    is unknown, or the bytes are not text in it."""
     kind = TEXT_TYPES.get(media_type)
     if kind is None:
         raise ValueError("The mock reads text files only (%s); this %s file is kept but not indexed."
                          % (", ".join(sorted(set(TEXT_TYPES))), media_type))
+    encoding = "utf-8-sig"
+    if charset:
+        try:
+            encoding = codecs.lookup(charset).name
+        except LookupError:
+            raise ValueError("The file's charset %r is unknown." % charset[:100]) from None
+        if encoding == "utf-8":
+            encoding = "utf-8-sig"
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(encoding)
+    except LookupError:  # a codec that is not a text encoding, such as "rot13"
+        raise ValueError("The file's charset %r is unknown." % charset) from None
     except UnicodeDecodeError as exc:
-        raise ValueError("The file is not valid UTF-8 text (byte %d)." % exc.start) from None
+        raise ValueError("The file is not valid %s text (byte %d)." % ("UTF-8" if encoding == "utf-8-sig" else encoding,
+                                                                       exc.start)) from None
     if kind == "html":
         lines = (" ".join(line.split()) for line in _html_text(text).splitlines())
         text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -505,12 +526,14 @@ def check_name(value: Any, param: str) -> str:
 
 
 def check_document_name(value: Any, param: str) -> str:
-    """A document name: 1-255 characters, no ``/``, ``\\`` or control characters (it appears
-    in URL paths); raises ``InvalidRequest``."""
+    """A document name: 1-255 characters, no ``/``, ``\\``, ``?``, ``#``, ``%`` or control
+    characters, no surrounding spaces. It appears in URL paths, where both SDKs put it as it is:
+    ``?`` or ``#`` would end the path there and ``%`` would be read as an escape, so such a
+    document could not be deleted or retried through an SDK. Raises ``InvalidRequest``."""
     if (not isinstance(value, str) or not 0 < len(value) <= MAX_DOCUMENT_NAME
-            or re.search(r"[/\\\x00-\x1f\x7f]", value) or value.strip() != value):
-        raise InvalidRequest("%s must be 1-%d characters without '/', '\\', control characters or surrounding "
-                             "spaces" % (param, MAX_DOCUMENT_NAME), param)
+            or re.search(r"[/\\?#%\x00-\x1f\x7f]", value) or value.strip() != value):
+        raise InvalidRequest("%s must be 1-%d characters without '/', '\\', '?', '#', '%%', control characters "
+                             "or surrounding spaces" % (param, MAX_DOCUMENT_NAME), param)
     return value
 
 
@@ -578,7 +601,7 @@ class MemoryStore:
 
     def create(self, data: Dict[str, Any]) -> Dict[str, Any]:
         """Create a memory from a ``POST /v1/memory`` body ``{name, description?,
-        embedding_model?, top_k?, chunk_size?, chunk_overlap?}``. Returns ``{name, description,
+        embedding_model?, top_k?, chunk_size?, chunk_overlap? (default: ``default_overlap``)}``. Returns ``{name, description,
         owner_login, url, chunk_size, chunk_overlap, embedding_model}``. Raises
         ``InvalidRequest``, ``Exists`` or ``StoreFull``."""
         name = check_name(data.get("name"), "name")
@@ -591,9 +614,11 @@ class MemoryStore:
         top_k = data.get("top_k", MEMORY_DEFAULTS["top_k"])
         if type(top_k) is not int or not RETRIEVE_TOP_K[0] <= top_k <= RETRIEVE_TOP_K[1]:
             raise InvalidRequest("top_k must be a whole number from %d to %d" % RETRIEVE_TOP_K[:2], "top_k")
-        size, overlap = check_chunking(data.get("chunk_size", MEMORY_DEFAULTS["chunk_size"]),
-                                       data.get("chunk_overlap", MEMORY_DEFAULTS["chunk_overlap"]),
-                                       ("chunk_size", "chunk_overlap"))
+        size = data.get("chunk_size", MEMORY_DEFAULTS["chunk_size"])
+        overlap = data.get("chunk_overlap")
+        if overlap is None:
+            overlap = default_overlap(size) if type(size) is int else MEMORY_DEFAULTS["chunk_overlap"]
+        size, overlap = check_chunking(size, overlap, ("chunk_size", "chunk_overlap"))
         with self._lock:
             if name in self._memories:
                 raise Exists("A memory named %r exists already." % name)
@@ -645,8 +670,10 @@ class MemoryStore:
             self._documents += 1
             return token, expires
 
-    def put_upload(self, token: str, data: bytes, content_type: Optional[str]) -> None:
-        """Store the file ``data`` PUT to a signed upload URL: text is extracted and chunked now
+    def put_upload(self, token: str, data: bytes, content_type: Optional[str], charset: Optional[str] = None) -> None:
+        """Store the file ``data`` PUT to a signed upload URL (``content_type``: its media type
+        or None, then the name's extension decides; ``charset``: see ``extract_text``): text is
+        extracted and chunked now
         (with the memory's ``chunk_size`` and ``chunk_overlap``); a file that cannot be read
         as text is kept and will end ``failed``. A document of the same name is replaced. The
         token is then spent.
@@ -672,7 +699,7 @@ class MemoryStore:
             media_type = text_type(content_type, document_name)
             failure, index = None, None
             try:
-                index = ChunkIndex(extract_text(data, media_type), memory.chunk_size, memory.chunk_overlap)
+                index = ChunkIndex(extract_text(data, media_type, charset), memory.chunk_size, memory.chunk_overlap)
                 if not len(index):
                     failure, index = "The file holds no text to index.", None
             except ValueError as exc:

@@ -28,6 +28,9 @@ _HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251})?|\[[0-9A-Fa-f:.]{
 """A ``Host`` header safe to put in a signed URL: a name, an IPv4 address or a bracketed IPv6
 address, and an optional port."""
 MAX_RETRIEVE_MEMORIES = 10
+_MEDIA_TYPE_RE = re.compile(r"\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*(?:;|$)")
+"""A ``Content-Type`` that names a media type (``type/subtype``, RFC 9110 tokens); the ``email``
+parser reads anything else as ``text/plain``."""
 
 
 @contextlib.contextmanager
@@ -90,12 +93,16 @@ def documents_upload_url(request: Request, app: App) -> Response:
 
 
 def documents_put(request: Request, app: App) -> Response:
-    """``PUT /v1/memory/uploads/{token}``: the file's raw bytes, typed by ``Content-Type`` (or
-    the file name's extension) → 200 with an empty body. An unknown, spent or expired URL is a
+    """``PUT /v1/memory/uploads/{token}``: the file's raw bytes, typed by ``Content-Type`` and
+    decoded with its ``charset`` (a missing or invalid type, such as ``pdf``: by the file name's
+    extension) → 200 with an empty body. An unknown, spent or expired URL is a
     403, as a storage service answers an expired signed URL."""
-    content_type = request.headers.get_content_type() if request.headers.get("Content-Type") else None
+    content_type, charset = None, None
+    if _MEDIA_TYPE_RE.match(request.headers.get("Content-Type") or ""):
+        content_type = request.headers.get_content_type()
+        charset = request.headers.get_content_charset()
     try:
-        app.memory.put_upload(request.params["token"], request.body, content_type)
+        app.memory.put_upload(request.params["token"], request.body, content_type, charset)
     except memory.Missing as exc:
         raise Forbidden(exc.message) from None
     return EmptyResponse(200)

@@ -217,7 +217,9 @@ def web_search(request: Request, app: App) -> Response:
     if data.get("service", "exa") != "exa":
         raise BadRequest("service must be \"exa\".", param="service")
     total = _int_field(data, "totalResults", 1, MAX_RESULTS, 5)
-    domains = data.get("domains") or ["example.com"]
+    domains = data.get("domains")
+    if domains is None or domains == []:
+        domains = ["example.com"]
     if (not isinstance(domains, list) or len(domains) > MAX_RESULTS
             or not all(isinstance(d, str) and _DOMAIN_RE.fullmatch(d) for d in domains)):
         raise BadRequest("domains must be an array of at most %d host names, such as \"example.com\"."
@@ -256,6 +258,7 @@ def _web_url(value: Any) -> bool:
         return False
     try:
         parts = urlsplit(value)
+        parts.port  # raises ValueError for a port out of 0-65535
         return parts.scheme in ("http", "https") and bool(parts.hostname)
     except ValueError:
         return False
