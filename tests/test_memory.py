@@ -141,6 +141,10 @@ class Bm25Test(unittest.TestCase):
             self.assertEqual(list(self.search("common rare", *texts)), [0])  # "common" (4 postings) left out
         self.assertEqual(sorted(self.search("common rare", *texts)), [0, 1, 2, 3])
 
+    def test_words_are_the_same_for_ascii_and_unicode_text(self):
+        self.assertEqual(memory.words("Hello, World_1! it's"), ["hello", "world_1", "it", "s"])
+        self.assertEqual(memory.words("Hello, World_1! café"), ["hello", "world_1", "café"])
+
     def test_query_bounds(self):
         self.assertEqual(memory.query_words("B a b"), ["a", "b"])
         for query in ("", " ", 5, "x" * 2001, " ".join("w%d" % i for i in range(65))):
