@@ -10,9 +10,16 @@ bounds, independent of the thread store.
 
 Retrieval is real but lexical: each uploaded text document is split into chunks as
 ``chunk_text`` does (the ``/v1/chunker`` algorithm, with the memory's ``chunk_size`` and
-``chunk_overlap``), and ``POST /v1/memory/retrieve`` ranks the chunks of completed documents by
+``chunk_overlap``) and indexed once, at upload (``ChunkIndex``: the text kept once, word
+postings per chunk), and ``POST /v1/memory/retrieve`` ranks the chunks of completed documents by
 BM25 over lower-cased words (k1 = 1.2, b = 0.75), so the same query over the same documents
-always gives the same order. Document processing is simulated from timestamps: a document is
+always gives the same order.
+
+Everything here runs on the server's one event-loop thread, so every input is bounded before
+the work it costs: queries (``query_words``), filters (``parse_filters``), the search itself
+(``MAX_POSTINGS_READ``), and text extraction runs in linear time (``_html_text``). The store's
+byte bound counts an estimate of the memory documents occupy (``_Document``), not the bytes
+uploaded. Document processing is simulated from timestamps: a document is
 ``queued`` for the first third of ``processing_seconds`` after its upload, ``in_progress`` until
 ``processing_seconds``, then ``completed`` (or ``failed`` when it is not a text format).
 
@@ -43,9 +50,10 @@ from threads import InvalidRequest, StoreFull
 
 __all__ = [
     "EMBEDDING_DIMENSIONS", "DEFAULT_EMBEDDING_MODEL", "TEXT_TYPES", "Missing", "Exists", "MemoryStore",
-    "chunk_text", "check_chunking", "embed", "embed_buckets", "parse_embedding_model", "parse_filters", "filter_matches",
-    "bm25_search", "ChunkIndex", "chunk_spans", "query_words", "words", "extract_text", "text_type", "check_name", "check_document_name", "check_meta",
-    "OWNER_LOGIN", "UPLOAD_URL_SECONDS",
+    "chunk_text", "chunk_spans", "check_chunking", "default_overlap", "embed", "embed_buckets",
+    "parse_embedding_model", "parse_filters", "filter_matches", "ChunkIndex", "bm25_search", "query_words", "words",
+    "extract_text", "text_type", "check_name", "check_document_name", "check_meta", "OWNER_LOGIN",
+    "UPLOAD_URL_SECONDS",
 ]
 
 EMBEDDING_DIMENSIONS: Dict[str, int] = {

@@ -2,7 +2,6 @@
 ``MemoryStore`` (bounds, statuses over time, signed uploads), tested by value with an injected
 clock; and the PNG writer of ``routes.tools``."""
 
-import collections
 import math
 import struct
 import sys
