@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 
 import formats
 import pipes
+from steps import Write
 from threads import InvalidRequest, StoreBusy, StoreFull, ThreadExists, ThreadNotFound, check_thread_id
 
 __all__ = [
@@ -31,7 +32,7 @@ __all__ = [
     "Forbidden", "NotFound",
     "MethodNotAllowed", "Conflict", "RequestTimeout", "LengthRequired", "PayloadTooLarge",
     "HeadersTooLarge", "ServiceUnavailable", "MockFault", "domain_error", "DOMAIN_ERRORS",
-    "json_body", "object_body", "path_thread_id",
+    "json_body", "object_body", "path_thread_id", "json_text_response",
 ]
 
 VERSION = "0.2.0"
@@ -110,6 +111,14 @@ class DeferredResponse(NamedTuple):
 
 
 Response = Union[JsonResponse, StreamResponse, EmptyResponse, DeferredResponse]
+
+
+def json_text_response(text: str) -> StreamResponse:
+    """A 200 ``application/json`` answer whose body is ``text``, JSON already encoded (UTF-8
+    on the wire), sent whole with a ``Content-Length``: a buffered ``StreamResponse`` of one
+    write. For large replies built from kept or shared JSON text, which ``JsonResponse`` would
+    encode value by value."""
+    return StreamResponse(iter([Write(text.encode("utf-8"))]), mode="buffered", content_type="application/json")
 
 
 class Route(NamedTuple):

@@ -77,17 +77,16 @@ class Settings:
     thread, bytes of messages and metadata over all threads), ``allowed_hosts`` (tuple of
     extra ``Host`` names a loopback-bound server answers, ``("*",)`` for any: see
     ``routes.hosts``), ``db`` (path of the SQLite file that keeps threads and messages, or None:
-in memory), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's
-    bounds: pipes, bytes of their configurations as JSON), ``memory_processing_seconds`` (how
-    long an uploaded memory document takes to go from ``queued`` to ``completed``),
-    ``max_memories``, ``max_documents`` and ``max_memory_bytes`` (memory store bounds:
-    memories, documents over all memories, uploaded bytes), ``fixtures`` (a fixture file or
-    directory, or None; see ``fixtures``), ``strict_fixtures`` (bool: a run no fixture matches
-    is a 404), ``upstream`` (an OpenAI-compatible base URL
-    serving runs no fixture answers, or None), ``upstream_key`` (its bearer key, from
-    ``LB_MOCK_UPSTREAM_KEY`` only; never shown in ``repr``), ``upstream_timeout`` (seconds for a
-    whole upstream exchange), ``record`` (a directory for one fixture file per upstream
-    exchange, or None), ``token_wait`` (seconds a
+    in memory), ``max_pipes`` and ``max_pipe_bytes`` (the pipe store's bounds: pipes, estimated
+    bytes of memory of their configurations), ``memory_processing_seconds`` (how long an
+    uploaded memory document takes to go from ``queued`` to ``completed``), ``max_memories``,
+    ``max_documents`` and ``max_memory_bytes`` (memory store bounds: memories, documents over
+    all memories, estimated bytes of memory held), ``fixtures`` (a fixture file or directory,
+    or None; see ``fixtures``), ``strict_fixtures`` (bool: a run no fixture matches is a 404),
+    ``upstream`` (an OpenAI-compatible base URL serving runs no fixture answers, or None),
+    ``upstream_key`` (its bearer key, from ``LB_MOCK_UPSTREAM_KEY`` only; never shown in
+    ``repr``), ``upstream_timeout`` (seconds for a whole upstream exchange), ``record`` (a
+    directory for one fixture file per upstream exchange, or None), ``token_wait`` (seconds a
     token-stream subscriber that came before its generation waits for one before the mock
     generates the reply itself, 0 to 600), ``log_level`` (logging level name),
     ``mock`` (validated scenario settings from ``--mock``, as ``(name, value)`` pairs: the
@@ -337,8 +336,8 @@ def _build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
       help="most pipes kept in memory (POST /v1/pipes); more is 403 USAGE_EXCEEDED (default 1000) "
            "[LB_MOCK_MAX_PIPES]")
     a("--max-pipe-bytes", "LB_MOCK_MAX_PIPE_BYTES", str(16 << 20), _positive_int,
-      help="most bytes of pipe configuration (as JSON) kept in memory, all pipes together; more is "
-           "403 USAGE_EXCEEDED (default 16777216) [LB_MOCK_MAX_PIPE_BYTES]")
+      help="most bytes of memory pipe configurations may occupy (estimated from their JSON), all "
+           "pipes together; more is 403 USAGE_EXCEEDED (default 16777216) [LB_MOCK_MAX_PIPE_BYTES]")
     a("--memory-processing-seconds", "LB_MOCK_MEMORY_PROCESSING_SECONDS", "1.5", _non_negative_float,
       help="seconds an uploaded memory document takes to go from queued (first third) through "
            "in_progress to completed or failed (default 1.5; 0: at once) [LB_MOCK_MEMORY_PROCESSING_SECONDS]")
@@ -348,8 +347,9 @@ def _build_parser(prog: str = "main.py") -> argparse.ArgumentParser:
       help="most memory documents kept over all memories, pending uploads included (default 1000) "
            "[LB_MOCK_MAX_DOCUMENTS]")
     a("--max-memory-bytes", "LB_MOCK_MAX_MEMORY_BYTES", str(64 << 20), _positive_int,
-      help="most bytes of uploaded memory documents kept (default 67108864); one upload is also "
-           "bounded by --max-body-bytes [LB_MOCK_MAX_MEMORY_BYTES]")
+      help="most bytes of memory the memory documents may occupy, estimated: their text and word "
+           "index (default 67108864); one upload is also bounded by --max-body-bytes "
+           "[LB_MOCK_MAX_MEMORY_BYTES]")
     a("--token-wait", "LB_MOCK_TOKEN_WAIT", "1", _token_wait,
       help="seconds a token-stream subscriber (GET /api/stream/{sessionId}/{chatMessageId}) that "
            "comes before POST /api/generate waits for it; then the mock generates the reply itself "

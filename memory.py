@@ -10,9 +10,16 @@ bounds, independent of the thread store.
 
 Retrieval is real but lexical: each uploaded text document is split into chunks as
 ``chunk_text`` does (the ``/v1/chunker`` algorithm, with the memory's ``chunk_size`` and
-``chunk_overlap``), and ``POST /v1/memory/retrieve`` ranks the chunks of completed documents by
+``chunk_overlap``) and indexed once, at upload (``ChunkIndex``: the text kept once, word
+postings per chunk), and ``POST /v1/memory/retrieve`` ranks the chunks of completed documents by
 BM25 over lower-cased words (k1 = 1.2, b = 0.75), so the same query over the same documents
-always gives the same order. Document processing is simulated from timestamps: a document is
+always gives the same order.
+
+Everything here runs on the server's one event-loop thread, so every input is bounded before
+the work it costs: queries (``query_words``), filters (``parse_filters``), the search itself
+(``MAX_POSTINGS_READ``), and text extraction runs in linear time (``_html_text``). The store's
+byte bound counts an estimate of the memory documents occupy (``_Document``), not the bytes
+uploaded. Document processing is simulated from timestamps: a document is
 ``queued`` for the first third of ``processing_seconds`` after its upload, ``in_progress`` until
 ``processing_seconds``, then ``completed`` (or ``failed`` when it is not a text format).
 
@@ -25,23 +32,28 @@ module's ``Missing`` and ``Exists``. Standard library only; no imports from the 
 
 from __future__ import annotations
 
+import codecs
 import collections
+import heapq
 import math
 import mimetypes
 import re
 import secrets
+import sys
 import threading
 import zlib
-from html.parser import HTMLParser
-from typing import Any, Callable, Counter, Dict, List, Optional, Sequence, Tuple
+from array import array
+from html import unescape as html_unescape
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from threads import InvalidRequest, StoreFull
 
 __all__ = [
     "EMBEDDING_DIMENSIONS", "DEFAULT_EMBEDDING_MODEL", "TEXT_TYPES", "Missing", "Exists", "MemoryStore",
-    "chunk_text", "check_chunking", "embed", "parse_embedding_model", "parse_filters", "filter_matches",
-    "bm25_rank", "words", "extract_text", "text_type", "check_name", "check_document_name", "check_meta",
-    "OWNER_LOGIN", "UPLOAD_URL_SECONDS",
+    "chunk_text", "chunk_spans", "check_chunking", "default_overlap", "embed", "embed_buckets",
+    "parse_embedding_model", "parse_filters", "filter_matches", "ChunkIndex", "bm25_search", "query_words", "words",
+    "extract_text", "text_type", "check_name", "check_document_name", "check_meta", "OWNER_LOGIN",
+    "UPLOAD_URL_SECONDS",
 ]
 
 EMBEDDING_DIMENSIONS: Dict[str, int] = {
@@ -62,7 +74,15 @@ CHUNK_MAX_LENGTH = (1024, 30000)
 MIN_CHUNK_OVERLAP = 256
 """Smallest ``chunkOverlap`` / ``chunk_overlap`` (characters), as the SDKs document."""
 MEMORY_DEFAULTS = {"top_k": 10, "chunk_size": 10000, "chunk_overlap": 2048}
-"""A new memory's settings when the request leaves them out."""
+"""A new memory's settings when the request leaves them out (``chunk_overlap``: for the default
+``chunk_size``; see ``default_overlap``)."""
+
+
+def default_overlap(chunk_size: int) -> int:
+    """The ``chunk_overlap`` of a memory created without one: a quarter of ``chunk_size``, at
+    least ``MIN_CHUNK_OVERLAP`` and at most 2048 (so 2048 for the default ``chunk_size`` and
+    256 for 1024, always less than any allowed ``chunk_size``)."""
+    return max(MIN_CHUNK_OVERLAP, min(MEMORY_DEFAULTS["chunk_overlap"], chunk_size // 4))
 RETRIEVE_TOP_K = (1, 100, 20)
 """``topK`` of a retrieve: (minimum, maximum, default)."""
 
@@ -73,6 +93,10 @@ MAX_DOCUMENT_NAME = 255
 MAX_META_ITEMS = 64
 MAX_META_CHARS = 1024
 MAX_FILTER_DEPTH = 8
+MAX_FILTER_CONDITIONS = 64
+"""Most ``[field, op, value]`` conditions in one memory's ``filters``, over all nesting."""
+MAX_FILTER_VALUES = 100
+"""Most values of one ``In`` or ``NotIn`` condition."""
 UPLOAD_URL_SECONDS = 600.0
 """How long a signed upload URL is valid after ``POST /v1/memory/documents``."""
 
@@ -87,6 +111,7 @@ _EXTENSION_TYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv"
                     ".json": "application/json", ".txt": "text/plain", ".html": "text/html", ".htm": "text/html"}
 
 _WORD_RE = re.compile(r"\w+")
+_ASCII_WORD_RE = re.compile(r"\w+", re.ASCII)
 _SPACE_RE = re.compile(r"\s+")
 _BREAKS = ("\n\n", "\n", ". ", "! ", "? ", "; ", ", ", " ")
 """Where ``chunk_text`` prefers to end a chunk, best first."""
@@ -112,8 +137,10 @@ class Exists(ValueError):
 
 
 def words(text: str) -> List[str]:
-    """The lower-cased words (Unicode ``\\w+`` runs) of ``text``, in order."""
-    return _WORD_RE.findall(text.lower())
+    """The lower-cased words (Unicode ``\\w+`` runs) of ``text``, in order. ASCII text is read
+    with the ASCII form of the pattern, the same words found in half the time."""
+    lowered = text.lower()
+    return (_ASCII_WORD_RE if lowered.isascii() else _WORD_RE).findall(lowered)
 
 
 def check_chunking(max_length: Any, overlap: Any, names: Tuple[str, str] = ("chunkMaxLength", "chunkOverlap")) -> Tuple[int, int]:
@@ -148,7 +175,12 @@ def chunk_text(text: str, max_length: int, overlap: int) -> List[str]:
     a chunk) before the previous one ended, at a word start. Chunks are stripped of surrounding
     white space; white space alone gives no chunk. Returns the chunks in order (``[]`` for blank
     text). Arguments are trusted (see ``check_chunking``)."""
-    chunks: List[str] = []
+    return [text[start:end] for start, end in chunk_spans(text, max_length, overlap)]
+
+
+def chunk_spans(text: str, max_length: int, overlap: int) -> List[Tuple[int, int]]:
+    """The chunks of ``chunk_text`` as ``(start, end)`` offsets into ``text``."""
+    spans: List[Tuple[int, int]] = []
     n = len(text)
     start = 0
     while start < n:
@@ -159,7 +191,10 @@ def chunk_text(text: str, max_length: int, overlap: int) -> List[str]:
         end = min(start + max_length, n)
         if end < n:
             end = _break_point(text, start, end)
-        chunks.append(text[start:end].strip())
+        kept = end
+        while kept > start and text[kept - 1].isspace():
+            kept -= 1
+        spans.append((start, kept))
         if end >= n:
             break
         next_start = end - min(overlap, (end - start) // 2)
@@ -168,7 +203,7 @@ def chunk_text(text: str, max_length: int, overlap: int) -> List[str]:
             if space:
                 next_start = space.end()
         start = max(next_start, start + 1)
-    return chunks
+    return spans
 
 
 def parse_embedding_model(value: Any, param: str = "embeddingModel") -> str:
@@ -183,49 +218,68 @@ def parse_embedding_model(value: Any, param: str = "embeddingModel") -> str:
 
 def embed(text: str, dimensions: int) -> List[float]:
     """A deterministic embedding of ``text``: ``dimensions`` floats of unit length (L2, each
-    rounded to 6 decimals), counting hashed features into buckets: lower-cased words, pairs of
-    adjacent words, and character trigrams of the white-space-collapsed lower-cased text with
-    ``^``/``$`` marking its ends (white space alone gives the one feature ``^$``). Equal texts give equal vectors; texts sharing words and
-    spellings have a high cosine similarity. No model is run: the numbers mean nothing else.
-    Features are hashed with CRC-32 (``zlib.crc32``), stable across processes and fast."""
+    rounded to 6 decimals), the values of ``embed_buckets`` with 0.0 elsewhere."""
     vector = [0.0] * dimensions
+    for bucket, value in embed_buckets(text, dimensions).items():
+        vector[bucket] = value
+    return vector
+
+
+def embed_buckets(text: str, dimensions: int, hashes: Optional[Dict[str, int]] = None) -> Dict[int, float]:
+    """The non-zero values of ``embed(text, dimensions)`` as ``{position: value}``: hashed
+    features counted into buckets (lower-cased words, pairs of adjacent words, and character
+    trigrams of the white-space-collapsed lower-cased text with ``^``/``$`` marking its ends;
+    white space alone gives the one feature ``^$``), divided by the L2 norm and rounded to 6
+    decimals. Equal texts give equal vectors; texts sharing words and spellings have a high
+    cosine similarity. No model is run: the numbers mean nothing else. Features are hashed with
+    CRC-32 (``zlib.crc32``), stable across processes and fast; ``hashes``, a dict shared by the
+    calls of one request with the same ``dimensions``, remembers each feature's bucket (features
+    repeat from text to text). Time grows with
+    the length of ``text``, not with ``dimensions``."""
     tokens = words(text)
     flat = "^" + " ".join(text.lower().split()) + "$"
-    features = tokens + [a + " " + b for a, b in zip(tokens, tokens[1:])]
-    features += [flat[i:i + 3] for i in range(max(1, len(flat) - 2))]  # blank text: "^$"
-    for feature, count in collections.Counter(features).items():
-        vector[zlib.crc32(feature.encode("utf-8", "surrogatepass")) % dimensions] += count
-    norm = math.sqrt(sum(v * v for v in vector))  # > 0: there is always a feature
-    return [round(v / norm, 6) for v in vector]
+    features = collections.Counter(tokens)
+    features.update(a + " " + b for a, b in zip(tokens, tokens[1:]))
+    features.update(flat[i:i + 3] for i in range(max(1, len(flat) - 2)))  # blank text: "^$"
+    if hashes is None:
+        hashes = {}
+    buckets: Dict[int, int] = {}
+    for feature, count in features.items():
+        bucket = hashes.get(feature)
+        if bucket is None:
+            bucket = hashes[feature] = zlib.crc32(feature.encode("utf-8", "surrogatepass")) % dimensions
+        buckets[bucket] = buckets.get(bucket, 0) + count
+    norm = math.sqrt(sum(c * c for c in buckets.values()))  # > 0: there is always a feature
+    return {bucket: round(count / norm, 6) for bucket, count in buckets.items()}
 
 
-class _TextOfHtml(HTMLParser):
-    """Collects the text of an HTML page, without scripts and styles, a line break per block."""
+_TAG_REST = r"""[^>"']*(?:(?:"[^"]*(?:"|\Z)|'[^']*(?:'|\Z))[^>"']*)*(?:>|\Z)"""
+"""The rest of a tag after its name: attributes (a quoted value may hold ``>``) up to ``>``. It
+cannot fail once started (a tag left open runs to the end of the file), so a search with it never
+rescans the text: linear time."""
+_HTML_HIDDEN_RE = re.compile(
+    r"<!--.*?(?:-->|\Z)|<[!?][^>]*(?:>|\Z)|</(?![A-Za-z])[^>]*(?:>|\Z)"
+    r"|<(script|style|title|textarea|template|noscript)(?=[\s/>]|\Z)" + _TAG_REST + r".*?(?:</\1(?=[\s/>])"
+    + _TAG_REST + r"|\Z)", re.IGNORECASE | re.DOTALL)
+"""What is not page text: comments (``<!--...-->``), bogus comments (``<!DOCTYPE ...>``,
+``<![CDATA[...]>``, ``<?...>``), and elements whose content is not text (scripts, styles, the title,
+templates...). Each runs to its end, else to the end of the file, as in the HTML tokenizer."""
+_HTML_BLOCK_RE = re.compile(r"</?(?:p|div|br|li|tr|h[1-6]|section|article|header|footer|blockquote|pre|table|ul|ol"
+                            r"|hr|dt|dd)(?=[\s/>]|\Z)" + _TAG_REST, re.IGNORECASE)
+"""Tags of elements that start and end a line of text."""
+_HTML_TAG_RE = re.compile(r"</?[A-Za-z]" + _TAG_REST)
 
-    _SKIP = {"script", "style", "template", "noscript", "head"}
-    _BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section",
-               "article", "header", "footer", "blockquote", "pre", "table", "ul", "ol", "title"}
 
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: List[str] = []
-        self.skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in self._SKIP:
-            self.skipping += 1
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
-            self.skipping = max(0, self.skipping - 1)
-        elif tag in self._BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping:
-            self.parts.append(data)
+def _html_text(html: str) -> str:
+    """The text of an HTML page, in time linear in its length (three regular-expression passes
+    that never rescan): comments, scripts, styles and the like dropped (``_HTML_HIDDEN_RE``), a
+    line break for each block tag, other tags dropped, character references decoded with
+    ``html.unescape``. A ``<`` that starts no tag is text, as in the HTML tokenizer. ``html.parser``
+    is not used: it takes time quadratic in the length of some malformed input (unclosed tags)
+    and raises on some markup declarations."""
+    text = _HTML_HIDDEN_RE.sub("", html)
+    text = _HTML_BLOCK_RE.sub("\n", text)
+    return html_unescape(_HTML_TAG_RE.sub("", text))
 
 
 def text_type(content_type: Optional[str], file_name: str) -> str:
@@ -237,25 +291,35 @@ def text_type(content_type: Optional[str], file_name: str) -> str:
     return _EXTENSION_TYPES.get(ext) or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
 
 
-def extract_text(data: bytes, media_type: str) -> str:
-    """The text of a file of ``media_type``: UTF-8 (a BOM dropped) for ``TEXT_TYPES``, HTML
-    reduced to its text with ``html.parser`` (scripts and styles dropped, blank lines squeezed).
+def extract_text(data: bytes, media_type: str, charset: Optional[str] = None) -> str:
+    """The text of a file of ``media_type``, decoded as ``charset`` (the ``Content-Type``'s
+    parameter; default UTF-8, a BOM dropped) for ``TEXT_TYPES``, HTML reduced to its text by
+    ``_html_text`` (scripts and styles dropped, blank lines squeezed), in time linear in its
+    length.
 
-    Raises ``ValueError`` with a sentence for users: the type is not a text format, or the bytes
-    are not UTF-8."""
+    Raises ``ValueError`` with a sentence for users: the type is not a text format, the charset
+    is unknown, or the bytes are not text in it."""
     kind = TEXT_TYPES.get(media_type)
     if kind is None:
         raise ValueError("The mock reads text files only (%s); this %s file is kept but not indexed."
                          % (", ".join(sorted(set(TEXT_TYPES))), media_type))
+    encoding = "utf-8-sig"
+    if charset:
+        try:
+            encoding = codecs.lookup(charset).name
+        except LookupError:
+            raise ValueError("The file's charset %r is unknown." % charset[:100]) from None
+        if encoding == "utf-8":
+            encoding = "utf-8-sig"
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(encoding)
+    except LookupError:  # a codec that is not a text encoding, such as "rot13"
+        raise ValueError("The file's charset %r is unknown." % charset) from None
     except UnicodeDecodeError as exc:
-        raise ValueError("The file is not valid UTF-8 text (byte %d)." % exc.start) from None
+        raise ValueError("The file is not valid %s text (byte %d)." % ("UTF-8" if encoding == "utf-8-sig" else encoding,
+                                                                       exc.start)) from None
     if kind == "html":
-        parser = _TextOfHtml()
-        parser.feed(text)
-        parser.close()
-        lines = (" ".join(line.split()) for line in "".join(parser.parts).splitlines())
+        lines = (" ".join(line.split()) for line in _html_text(text).splitlines())
         text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return text
 
@@ -267,21 +331,31 @@ _CONNECTIVES = ("And", "Or")
 _FILTER_SHAPE = "[field, 'Eq'|'NotEq'|'In'|'NotIn', value] or ['And'|'Or', [filters...]]"
 
 
-def parse_filters(value: Any, param: str = "filters", depth: int = 1) -> tuple:
+def parse_filters(value: Any, param: str = "filters") -> tuple:
     """Validate Langbase memory ``filters`` (the SDKs' ``MemoryFilters``): a condition
     ``[field, op, value]`` (``Eq``/``NotEq`` take a string, ``In``/``NotIn`` a string or an
-    array of strings) or ``[connective, [filters...]]`` (``And``/``Or``, at least one), nested at
-    most ``MAX_FILTER_DEPTH`` deep. Returns the filter as nested tuples (``In`` values as a
-    tuple); raises ``InvalidRequest`` naming the offending part."""
+    array of at most ``MAX_FILTER_VALUES`` strings) or ``[connective, [filters...]]``
+    (``And``/``Or``, at least one), nested at most ``MAX_FILTER_DEPTH`` deep, with at most
+    ``MAX_FILTER_CONDITIONS`` conditions in all (checked while reading, so a huge filter is
+    refused early). Returns the filter as nested tuples (``In`` values as a frozenset); raises
+    ``InvalidRequest`` naming the offending part."""
+    return _parse_filter(value, param, 1, [0])
+
+
+def _parse_filter(value: Any, param: str, depth: int, conditions: List[int]) -> tuple:
     if depth > MAX_FILTER_DEPTH:
         raise InvalidRequest("%s nests deeper than %d" % (param, MAX_FILTER_DEPTH), param)
     if isinstance(value, list) and len(value) == 2 and value[0] in _CONNECTIVES:
         parts = value[1]
         if not isinstance(parts, list) or not parts:
             raise InvalidRequest("%s[1] must be a non-empty array of filters" % param, param)
-        return (value[0], tuple(parse_filters(p, "%s[1][%d]" % (param, i), depth + 1) for i, p in enumerate(parts)))
+        return (value[0], tuple(_parse_filter(p, "%s[1][%d]" % (param, i), depth + 1, conditions)
+                                for i, p in enumerate(parts)))
     if not (isinstance(value, list) and len(value) == 3 and isinstance(value[0], str) and value[1] in _OPERATORS):
         raise InvalidRequest("%s must be %s" % (param, _FILTER_SHAPE), param)
+    conditions[0] += 1
+    if conditions[0] > MAX_FILTER_CONDITIONS:
+        raise InvalidRequest("filters may hold at most %d conditions in all" % MAX_FILTER_CONDITIONS, param)
     field, op, operand = value
     if op in ("Eq", "NotEq"):
         if not isinstance(operand, str):
@@ -289,9 +363,11 @@ def parse_filters(value: Any, param: str = "filters", depth: int = 1) -> tuple:
         return (field, op, operand)
     if isinstance(operand, str):
         operand = [operand]
-    if not isinstance(operand, list) or not all(isinstance(v, str) for v in operand):
-        raise InvalidRequest("%s[2] must be a string or an array of strings for %s" % (param, op), param)
-    return (field, op, tuple(operand))
+    if (not isinstance(operand, list) or len(operand) > MAX_FILTER_VALUES
+            or not all(isinstance(v, str) for v in operand)):
+        raise InvalidRequest("%s[2] must be a string or an array of at most %d strings for %s"
+                             % (param, MAX_FILTER_VALUES, op), param)
+    return (field, op, frozenset(operand))
 
 
 def filter_matches(parsed: tuple, meta: Dict[str, str]) -> bool:
@@ -311,42 +387,135 @@ def filter_matches(parsed: tuple, meta: Dict[str, str]) -> bool:
     return value not in operand
 
 
-def bm25_rank(query: str, documents: Sequence[Tuple[Counter[str], int]], k1: float = 1.2,
-              b: float = 0.75) -> List[float]:
-    """The Okapi BM25 score of ``query`` for each of ``documents`` (each ``(word counts,
-    length in words)``), the collection being ``documents`` itself; IDF is
-    ``ln(1 + (N - df + 0.5) / (df + 0.5))``, so it is never negative. Each distinct query word
-    counts once. Returns one float per document, 0.0 when no query word occurs in it."""
+class ChunkIndex:
+    """One document's text split by ``chunk_spans`` with an inverted index of its chunks, built
+    once at upload so that a search touches only the chunks holding a query word.
+
+    Attributes: ``text`` (str, kept once: chunks are slices of it, overlaps not copied),
+    ``spans`` (``array('L')`` of start, end offsets, two per chunk), ``lengths``
+    (``array('L')``: words per chunk), ``words`` (int: words over all chunks), ``postings``
+    (``{word: array('L') of chunk number, count in that chunk, ...}``, chunks in order) and
+    ``held`` (int: an estimate of the bytes all this occupies in process memory, from
+    ``sys.getsizeof`` of the text, the arrays, the dict and its keys)."""
+
+    __slots__ = ("text", "spans", "lengths", "words", "postings", "held")
+
+    def __init__(self, text: str, max_length: int, overlap: int) -> None:
+        self.text = text
+        self.spans = array("L")
+        self.lengths = array("L")
+        postings: Dict[str, "array[int]"] = {}
+        total = 0
+        for number, (start, end) in enumerate(chunk_spans(text, max_length, overlap)):
+            self.spans.append(start)
+            self.spans.append(end)
+            tokens = words(text[start:end])
+            self.lengths.append(len(tokens))
+            total += len(tokens)
+            for word, count in collections.Counter(tokens).items():
+                posting = postings.get(word)
+                if posting is None:
+                    posting = postings[word] = array("L")
+                posting.append(number)
+                posting.append(count)
+        self.words, self.postings = total, postings
+        self.held = (sys.getsizeof(text) + sys.getsizeof(self.spans) + sys.getsizeof(self.lengths)
+                     + sys.getsizeof(postings) + sum(sys.getsizeof(w) + sys.getsizeof(p) for w, p in postings.items()))
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def chunk(self, number: int) -> str:
+        """The text of chunk ``number``."""
+        return self.text[self.spans[2 * number]:self.spans[2 * number + 1]]
+
+
+MAX_QUERY_CHARS = 2000
+MAX_QUERY_WORDS = 64
+"""Bounds of a retrieval query: characters, and distinct words (each word costs a pass over the
+chunks that hold it)."""
+
+
+def query_words(query: Any, param: str = "query") -> List[str]:
+    """The distinct lower-cased words of a retrieval ``query``, sorted: a non-empty string of at
+    most ``MAX_QUERY_CHARS`` characters and ``MAX_QUERY_WORDS`` distinct words. Raises
+    ``InvalidRequest``."""
+    if not isinstance(query, str) or not query.strip() or len(query) > MAX_QUERY_CHARS:
+        raise InvalidRequest("%s must be a non-empty string of at most %d characters" % (param, MAX_QUERY_CHARS), param)
     terms = sorted(set(words(query)))
-    count = len(documents)
+    if len(terms) > MAX_QUERY_WORDS:
+        raise InvalidRequest("%s has %d distinct words; at most %d are searched" % (param, len(terms), MAX_QUERY_WORDS),
+                             param)
+    return terms
+
+
+MAX_POSTINGS_READ = 100_000
+"""Most (word, chunk) postings one search reads: its words are read rarest first, and a word
+whose postings would pass this is left out with the commoner ones. Keeps a search over a full
+store to tens of milliseconds; only words found in most chunks of a large memory are skipped,
+which count least in BM25 anyway."""
+
+
+def bm25_search(terms: Sequence[str], indexes: Sequence[ChunkIndex], top_k: int, k1: float = 1.2,
+                b: float = 0.75) -> List[Tuple[float, int, int]]:
+    """The ``top_k`` best chunks of ``indexes`` for the query words ``terms`` by Okapi BM25,
+    the collection being every chunk of ``indexes``: IDF is ``ln(1 + (N - df + 0.5) / (df +
+    0.5))`` (never negative), each distinct word counts once, chunks sharing no word with the
+    query are left out. Time grows with the postings read (at most ``MAX_POSTINGS_READ``, rarest
+    words first) and the chunks of the documents holding a word, never with the whole store.
+    Returns ``[(score, index position, chunk number)]``, best first; equal scores keep index and
+    chunk order."""
+    count = sum(len(ix) for ix in indexes)
     if not count or not terms:
-        return [0.0] * count
-    average = sum(length for _, length in documents) / count or 1.0
-    idf = {}
+        return []
+    average = sum(ix.words for ix in indexes) / count or 1.0
+    found = []
     for term in terms:
-        df = sum(1 for counts, _ in documents if term in counts)
-        idf[term] = math.log(1.0 + (count - df + 0.5) / (df + 0.5))
-    scores = []
-    for counts, length in documents:
-        score = 0.0
-        for term in terms:
-            tf = counts.get(term, 0)
-            if tf:
-                score += idf[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average))
-        scores.append(score)
-    return scores
+        hits = [(pos, ix.postings[term]) for pos, ix in enumerate(indexes) if term in ix.postings]
+        if hits:
+            found.append((sum(len(p) for _, p in hits) // 2, term, hits))
+    found.sort(key=lambda item: item[:2])
+    scores: Dict[int, List[float]] = {}
+    norms: Dict[int, List[float]] = {}
+    budget = MAX_POSTINGS_READ
+    for df, _, hits in found:
+        budget -= df
+        if budget < 0:
+            break
+        weight = math.log(1.0 + (count - df + 0.5) / (df + 0.5)) * (k1 + 1)
+        for pos, posting in hits:
+            norm = norms.get(pos)
+            if norm is None:
+                norm = norms[pos] = [k1 * (1 - b + b * length / average) for length in indexes[pos].lengths]
+                scores[pos] = [0.0] * len(norm)
+            score = scores[pos]
+            for number, tf in zip(posting[0::2], posting[1::2]):
+                score[number] += weight * tf / (tf + norm[number])
+    ranked = ((-value, pos, number) for pos, score in scores.items() for number, value in enumerate(score) if value)
+    return [(-negative, pos, number) for negative, pos, number in heapq.nsmallest(top_k, ranked)]
 
 
 # --- the store ----------------------------------------------------------------------------------
 
 
+DOCUMENT_OVERHEAD = 1024
+"""Bytes counted for a document besides its index and metadata: its record, name, type and
+status message (an estimate)."""
+
+
 class _Document:
-    __slots__ = ("name", "media_type", "size", "meta", "uploaded_at", "failure", "chunks")
+    """A stored document. ``held`` is an estimate of the bytes it occupies in process memory
+    (what ``MemoryStore.max_bytes`` bounds): ``ChunkIndex.held``, the metadata's strings and
+    ``DOCUMENT_OVERHEAD``; a failed document keeps no text, only this record."""
+
+    __slots__ = ("name", "media_type", "size", "meta", "uploaded_at", "failure", "index", "held")
 
     def __init__(self, name: str, media_type: str, size: int, meta: Dict[str, str], uploaded_at: float,
-                 failure: Optional[str], chunks: List[Tuple[str, Counter[str], int]]) -> None:
+                 failure: Optional[str], index: Optional[ChunkIndex]) -> None:
         self.name, self.media_type, self.size, self.meta = name, media_type, size, meta
-        self.uploaded_at, self.failure, self.chunks = uploaded_at, failure, chunks
+        self.uploaded_at, self.failure, self.index = uploaded_at, failure, index
+        self.held = (DOCUMENT_OVERHEAD + (index.held if index is not None else 0) + sys.getsizeof(meta)
+                     + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in meta.items()))
 
 
 class _Memory:
@@ -368,12 +537,14 @@ def check_name(value: Any, param: str) -> str:
 
 
 def check_document_name(value: Any, param: str) -> str:
-    """A document name: 1-255 characters, no ``/``, ``\\`` or control characters (it appears
-    in URL paths); raises ``InvalidRequest``."""
+    """A document name: 1-255 characters, no ``/``, ``\\``, ``?``, ``#``, ``%`` or control
+    characters, no surrounding spaces. It appears in URL paths, where both SDKs put it as it is:
+    ``?`` or ``#`` would end the path there and ``%`` would be read as an escape, so such a
+    document could not be deleted or retried through an SDK. Raises ``InvalidRequest``."""
     if (not isinstance(value, str) or not 0 < len(value) <= MAX_DOCUMENT_NAME
-            or re.search(r"[/\\\x00-\x1f\x7f]", value) or value.strip() != value):
-        raise InvalidRequest("%s must be 1-%d characters without '/', '\\', control characters or surrounding "
-                             "spaces" % (param, MAX_DOCUMENT_NAME), param)
+            or re.search(r"[/\\?#%\x00-\x1f\x7f]", value) or value.strip() != value):
+        raise InvalidRequest("%s must be 1-%d characters without '/', '\\', '?', '#', '%%', control characters "
+                             "or surrounding spaces" % (param, MAX_DOCUMENT_NAME), param)
     return value
 
 
@@ -397,8 +568,11 @@ class MemoryStore:
     Thread-safe: every public method takes the store's lock once and returns new objects.
     ``clock`` gives wall-clock seconds (statuses are computed from it); ``processing_seconds``
     is how long a document takes to become ``completed``; ``max_memories``, ``max_documents``
-    (over all memories, pending uploads included) and ``max_bytes`` (uploaded bytes over all
-    documents) bound it: past them ``StoreFull``, nothing changed. ``new_token`` makes the
+    (over all memories, pending uploads included) and ``max_bytes`` bound it: past them
+    ``StoreFull``, nothing changed. ``max_bytes`` bounds an estimate of the process memory the
+    documents occupy (``bytes_held``: each document's text once, its word index and metadata,
+    measured with ``sys.getsizeof`` when it is stored), not the bytes uploaded: an index of
+    English prose takes about 3-5 times the text, one of short distinct words up to 45 times. ``new_token`` makes the
     unguessable part of a signed upload URL.
     """
 
@@ -430,6 +604,12 @@ class MemoryStore:
             self._bytes = 0
             return count
 
+    @property
+    def bytes_held(self) -> int:
+        """The estimated bytes all documents occupy (see ``_Document.held``)."""
+        with self._lock:
+            return self._bytes
+
     def _memory(self, name: str) -> _Memory:
         memory = self._memories.get(name)
         if memory is None:
@@ -443,7 +623,7 @@ class MemoryStore:
 
     def create(self, data: Dict[str, Any]) -> Dict[str, Any]:
         """Create a memory from a ``POST /v1/memory`` body ``{name, description?,
-        embedding_model?, top_k?, chunk_size?, chunk_overlap?}``. Returns ``{name, description,
+        embedding_model?, top_k?, chunk_size?, chunk_overlap? (default: ``default_overlap``)}``. Returns ``{name, description,
         owner_login, url, chunk_size, chunk_overlap, embedding_model}``. Raises
         ``InvalidRequest``, ``Exists`` or ``StoreFull``."""
         name = check_name(data.get("name"), "name")
@@ -456,9 +636,11 @@ class MemoryStore:
         top_k = data.get("top_k", MEMORY_DEFAULTS["top_k"])
         if type(top_k) is not int or not RETRIEVE_TOP_K[0] <= top_k <= RETRIEVE_TOP_K[1]:
             raise InvalidRequest("top_k must be a whole number from %d to %d" % RETRIEVE_TOP_K[:2], "top_k")
-        size, overlap = check_chunking(data.get("chunk_size", MEMORY_DEFAULTS["chunk_size"]),
-                                       data.get("chunk_overlap", MEMORY_DEFAULTS["chunk_overlap"]),
-                                       ("chunk_size", "chunk_overlap"))
+        size = data.get("chunk_size", MEMORY_DEFAULTS["chunk_size"])
+        overlap = data.get("chunk_overlap")
+        if overlap is None:
+            overlap = default_overlap(size) if type(size) is int else MEMORY_DEFAULTS["chunk_overlap"]
+        size, overlap = check_chunking(size, overlap, ("chunk_size", "chunk_overlap"))
         with self._lock:
             if name in self._memories:
                 raise Exists("A memory named %r exists already." % name)
@@ -481,7 +663,7 @@ class MemoryStore:
         with self._lock:
             memory = self._memory(name)
             self._documents -= len(memory.documents)
-            self._bytes -= sum(d.size for d in memory.documents.values())
+            self._bytes -= sum(d.held for d in memory.documents.values())
             del self._memories[name]
             for token in [t for t, upload in self._uploads.items() if upload[0] == name]:
                 del self._uploads[token]
@@ -510,14 +692,18 @@ class MemoryStore:
             self._documents += 1
             return token, expires
 
-    def put_upload(self, token: str, data: bytes, content_type: Optional[str]) -> None:
-        """Store the file ``data`` PUT to a signed upload URL: text is extracted and chunked now
+    def put_upload(self, token: str, data: bytes, content_type: Optional[str], charset: Optional[str] = None) -> None:
+        """Store the file ``data`` PUT to a signed upload URL (``content_type``: its media type
+        or None, then the name's extension decides; ``charset``: see ``extract_text``): text is
+        extracted and chunked now
         (with the memory's ``chunk_size`` and ``chunk_overlap``); a file that cannot be read
         as text is kept and will end ``failed``. A document of the same name is replaced. The
         token is then spent.
 
         Raises ``Missing`` (unknown, spent or expired token; memory deleted since) or
-        ``StoreFull`` (``max_bytes``)."""
+        ``StoreFull`` (``max_bytes``: checked first against the file's size, a cheap lower
+        bound for a text file, before it is read; then against the document's ``held``
+        estimate)."""
         with self._lock:
             now = self._clock()
             self._expire_uploads(now)
@@ -528,27 +714,30 @@ class MemoryStore:
             memory_name, document_name, meta, _ = upload
             memory = self._memory(memory_name)
             old = memory.documents.get(document_name)
-            if self._bytes - (old.size if old else 0) + len(data) > self.max_bytes:
-                raise StoreFull("Storing %d more bytes would pass the %d bytes the mock keeps for documents "
-                                "(--max-memory-bytes); delete documents first." % (len(data), self.max_bytes))
+            room = self.max_bytes - self._bytes + (old.held if old else 0)
+            if len(data) > room:
+                raise StoreFull("Storing this %d-byte file would pass the %d bytes of memory the mock keeps for "
+                                "documents (--max-memory-bytes); delete documents first." % (len(data), self.max_bytes))
             media_type = text_type(content_type, document_name)
-            failure, chunks = None, []
+            failure, index = None, None
             try:
-                text = extract_text(data, media_type)
-                for piece in chunk_text(text, memory.chunk_size, memory.chunk_overlap):
-                    tokens = words(piece)
-                    chunks.append((piece, collections.Counter(tokens), len(tokens)))
-                if not chunks:
-                    failure = "The file holds no text to index."
+                index = ChunkIndex(extract_text(data, media_type, charset), memory.chunk_size, memory.chunk_overlap)
+                if not len(index):
+                    failure, index = "The file holds no text to index.", None
             except ValueError as exc:
                 failure = str(exc)
+            document = _Document(document_name, media_type, len(data), meta, now, failure, index)
+            if document.held > room:
+                raise StoreFull("This %d-byte file takes about %d bytes of memory once indexed, more than the %d "
+                                "bytes left of --max-memory-bytes; delete documents first."
+                                % (len(data), document.held, max(room, 0)))
             del self._uploads[token]
             if old is not None:
                 self._documents -= 1
-                self._bytes -= old.size
+                self._bytes -= old.held
                 del memory.documents[document_name]  # re-added last, as a new upload
-            memory.documents[document_name] = _Document(document_name, media_type, len(data), meta, now, failure, chunks)
-            self._bytes += len(data)
+            memory.documents[document_name] = document
+            self._bytes += document.held
 
     def _status(self, document: _Document, now: float) -> str:
         elapsed = now - document.uploaded_at
@@ -589,7 +778,7 @@ class MemoryStore:
             memory, document = self._document(memory_name, document_name)
             del memory.documents[document_name]
             self._documents -= 1
-            self._bytes -= document.size
+            self._bytes -= document.held
 
     def retry_document(self, memory_name: str, document_name: str) -> None:
         """Process a document again (its status restarts at ``queued``; a file that failed
@@ -598,26 +787,30 @@ class MemoryStore:
             self._document(memory_name, document_name)[1].uploaded_at = self._clock()
 
     def retrieve(self, query: str, selections: Sequence[Tuple[str, Optional[tuple]]], top_k: int) -> List[Dict[str, Any]]:
-        """The ``top_k`` chunks best matching ``query`` among the completed documents of the
-        memories in ``selections`` (``(memory name, parsed filter or None)``; the filter applies
-        to each document's metadata). Ranked by ``bm25_rank`` over those chunks; chunks sharing
-        no word with the query are left out; ties keep memory, document and chunk order.
-        Returns ``[{text, similarity, meta}]``: ``similarity`` is ``score / (score + 1)``
-        (0-1, 6 decimals), ``meta`` the document's metadata with ``documentName`` added unless
-        set. Raises ``Missing`` for an unknown memory."""
+        """The ``top_k`` chunks best matching ``query`` (see ``query_words``) among the completed
+        documents of the memories in ``selections`` (``(memory name, parsed filter or None)``;
+        the filter applies to each document's metadata; a memory named more than once is
+        searched once, for the documents that pass any of its filters). Ranked by
+        ``bm25_search`` over those documents' chunks; chunks sharing no word with the query are
+        left out; ties keep memory, document and chunk order. Returns ``[{text, similarity,
+        meta}]``: ``similarity`` is ``score / (score + 1)`` (0-1, 6 decimals), ``meta`` the
+        document's metadata with ``documentName`` added unless set. Raises ``InvalidRequest``
+        for a query past its bounds, ``Missing`` for an unknown memory."""
+        terms = query_words(query)
+        chosen: Dict[str, List[Optional[tuple]]] = {}
+        for name, parsed in selections:
+            chosen.setdefault(name, []).append(parsed)
         with self._lock:
             now = self._clock()
-            candidates = []
-            for name, parsed in selections:
+            indexes, metas = [], []
+            for name, filters in chosen.items():
                 for doc in self._memory(name).documents.values():
-                    if self._status(doc, now) != "completed":
+                    if doc.index is None or self._status(doc, now) != "completed":
                         continue
                     meta = dict({"documentName": doc.name}, **doc.meta)
-                    if parsed is not None and not filter_matches(parsed, meta):
-                        continue
-                    candidates.extend((text, counts, length, meta) for text, counts, length in doc.chunks)
-        scores = bm25_rank(query, [(c[1], c[2]) for c in candidates])
-        order = sorted((i for i in range(len(candidates)) if scores[i] > 0), key=lambda i: -scores[i])[:top_k]
-        return [{"text": candidates[i][0], "similarity": round(scores[i] / (scores[i] + 1.0), 6),
-                 "meta": dict(candidates[i][3])} for i in order]
-
+                    if None in filters or any(filter_matches(f, meta) for f in filters):
+                        indexes.append(doc.index)
+                        metas.append(meta)
+            best = bm25_search(terms, indexes, top_k)
+        return [{"text": indexes[pos].chunk(number), "similarity": round(score / (score + 1.0), 6),
+                 "meta": dict(metas[pos])} for score, pos, number in best]

@@ -12,8 +12,8 @@ from typing import Any, List, Optional, Tuple
 import pipes
 import runs
 from api import (
-    App, BadRequest, Conflict, JsonResponse, NotFound, Request, Response, Route, json_body, object_body,
-    path_thread_id, route,
+    App, BadRequest, Conflict, JsonResponse, NotFound, Request, Response, Route, json_body, json_text_response,
+    object_body, path_thread_id, route,
 )
 from stores import Pipe, PipeExists, PipeNotFound, check_model, check_pipe_name, parse_pipe_fields
 from threads import InvalidRequest, check_thread_id, parse_messages, parse_metadata
@@ -131,8 +131,9 @@ def _pipe_error(exc: Exception) -> Exception:
 
 
 def pipes_list(request: Request, app: App) -> Response:
-    """``GET /v1/pipes``: every pipe's full configuration (``PipeListResponse``), oldest first."""
-    return JsonResponse(200, [pipe.listing() for pipe in app.pipes.list()])
+    """``GET /v1/pipes``: every pipe's full configuration (``PipeListResponse``), oldest first
+    (joined from kept JSON texts, see ``stores.PipeStore.listing_json``)."""
+    return json_text_response(app.pipes.listing_json())
 
 
 def pipes_create(request: Request, app: App) -> Response:
@@ -188,13 +189,14 @@ def traces_create(request: Request, app: App) -> Response:
     trace_id = data[kinds[0]].get("id")
     if not isinstance(trace_id, str) or not trace_id:
         trace_id = app.new_id()
-    app.traces.add({"id": trace_id, "received_at": int(app.clock()), "trace": data}, len(request.body))
+    app.traces.add({"id": trace_id, "received_at": int(app.clock()), "trace": data})
     return JsonResponse(200, {"success": True, "id": trace_id})
 
 
 def mock_traces(request: Request, app: App) -> Response:
-    """``GET /mock/traces``: ``{"traces": [{id, received_at, trace}, ...]}``, newest first."""
-    return JsonResponse(200, {"traces": app.traces.recent()})
+    """``GET /mock/traces``: ``{"traces": [{id, received_at, trace}, ...]}``, newest first
+    (joined from the kept JSON texts, see ``stores.TraceLog``)."""
+    return json_text_response(app.traces.recent_json())
 
 
 def threads_create(request: Request, app: App) -> Response:

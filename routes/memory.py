@@ -25,6 +25,9 @@ from api import (
 __all__ = ["ROUTES"]
 
 MAX_RETRIEVE_MEMORIES = 10
+_MEDIA_TYPE_RE = re.compile(r"\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+\s*(?:;|$)")
+"""A ``Content-Type`` that names a media type (``type/subtype``, RFC 9110 tokens); the ``email``
+parser reads anything else as ``text/plain``."""
 
 
 @contextlib.contextmanager
@@ -87,12 +90,16 @@ def documents_upload_url(request: Request, app: App) -> Response:
 
 
 def documents_put(request: Request, app: App) -> Response:
-    """``PUT /v1/memory/uploads/{token}``: the file's raw bytes, typed by ``Content-Type`` (or
-    the file name's extension) → 200 with an empty body. An unknown, spent or expired URL is a
+    """``PUT /v1/memory/uploads/{token}``: the file's raw bytes, typed by ``Content-Type`` and
+    decoded with its ``charset`` (a missing or invalid type, such as ``pdf``: by the file name's
+    extension) → 200 with an empty body. An unknown, spent or expired URL is a
     403, as a storage service answers an expired signed URL."""
-    content_type = request.headers.get_content_type() if request.headers.get("Content-Type") else None
+    content_type, charset = None, None
+    if _MEDIA_TYPE_RE.match(request.headers.get("Content-Type") or ""):
+        content_type = request.headers.get_content_type()
+        charset = request.headers.get_content_charset()
     try:
-        app.memory.put_upload(request.params["token"], request.body, content_type)
+        app.memory.put_upload(request.params["token"], request.body, content_type, charset)
     except memory.Missing as exc:
         raise Forbidden(exc.message) from None
     return EmptyResponse(200)
@@ -125,8 +132,7 @@ def memory_retrieve(request: Request, app: App) -> Response:
     ``[{text, similarity, meta}]``, best first (see ``memory.MemoryStore.retrieve``)."""
     data = object_body(request)
     query = data.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise BadRequest("query must be a non-empty string.", param="query")
+    memory.query_words(query)  # bounded before anything else is read
     selected = data.get("memory")
     if not isinstance(selected, list) or not 0 < len(selected) <= MAX_RETRIEVE_MEMORIES:
         raise BadRequest("memory must be an array of 1-%d objects {name, filters?}." % MAX_RETRIEVE_MEMORIES,

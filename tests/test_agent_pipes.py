@@ -333,7 +333,7 @@ class PipesApiTest(ErrorAssertions):
         self.assertLangbaseError(full, 403, "USAGE_EXCEEDED", "2 pipes", "--max-pipes")
         self.assertEqual(upsert.status, 200)
         self.assertEqual(names, ["a", "b"])
-        with RunningServer(max_pipe_bytes=1500) as s:
+        with RunningServer(max_pipe_bytes=8000) as s:  # a default pipe is estimated at about 4,200 bytes
             self.assertEqual(self.create(s, {"name": "a"}).status, 200)
             grown = call(s.port, "POST", "/v1/pipes/a", {"description": "x" * 2000})
             second = self.create(s, {"name": "b", "description": "y" * 900})

@@ -2,10 +2,11 @@
 ``MemoryStore`` (bounds, statuses over time, signed uploads), tested by value with an injected
 clock; and the PNG writer of ``routes.tools``."""
 
-import collections
 import math
 import struct
+import sys
 import unittest
+from unittest import mock
 import zlib
 
 from tests import support  # noqa: F401  (puts the project root on sys.path)
@@ -112,17 +113,42 @@ class FilterTest(unittest.TestCase):
 
 
 class Bm25Test(unittest.TestCase):
-    def docs(self, *texts):
-        return [(collections.Counter(memory.words(t)), len(memory.words(t))) for t in texts]
+    def search(self, query, *texts):
+        indexes = [memory.ChunkIndex(t, 1024, 256) for t in texts]
+        return {pos: score for score, pos, _ in memory.bm25_search(sorted(set(memory.words(query))), indexes, 10)}
 
     def test_scores_rank_matching_and_rarer_terms_higher(self):
-        scores = memory.bm25_rank("zebra crossing", self.docs("a zebra crossing here", "a crossing there",
-                                                               "crossing crossing", "nothing at all"))
-        self.assertEqual(scores[3], 0.0)
-        self.assertEqual(max(range(4), key=lambda i: scores[i]), 0)
+        scores = self.search("zebra crossing", "a zebra crossing here", "a crossing there", "crossing crossing",
+                             "nothing at all")
+        self.assertNotIn(3, scores)
+        self.assertEqual(max(scores, key=scores.get), 0)
         self.assertGreater(scores[1], 0)
-        self.assertEqual(memory.bm25_rank("", self.docs("a")), [0.0])
-        self.assertEqual(memory.bm25_rank("a", []), [])
+        self.assertEqual(self.search("", "a"), {})
+        self.assertEqual(self.search("a"), {})
+
+    def test_index_keeps_the_text_once_and_postings_per_chunk(self):
+        text = " ".join("w%d" % i for i in range(600))
+        index = memory.ChunkIndex(text, 1024, 256)
+        self.assertEqual([index.chunk(i) for i in range(len(index))], memory.chunk_text(text, 1024, 256))
+        self.assertEqual(list(index.postings["w0"]), [0, 1])
+        self.assertEqual(index.words, sum(index.lengths))
+        self.assertGreater(index.held, sys.getsizeof(text))
+
+    def test_commonest_words_are_skipped_past_the_postings_budget(self):
+        texts = ("common rare", "common", "common", "common")
+        with mock.patch.object(memory, "MAX_POSTINGS_READ", 3):
+            self.assertEqual(list(self.search("common rare", *texts)), [0])  # "common" (4 postings) left out
+        self.assertEqual(sorted(self.search("common rare", *texts)), [0, 1, 2, 3])
+
+    def test_words_are_the_same_for_ascii_and_unicode_text(self):
+        self.assertEqual(memory.words("Hello, World_1! it's"), ["hello", "world_1", "it", "s"])
+        self.assertEqual(memory.words("Hello, World_1! café"), ["hello", "world_1", "café"])
+
+    def test_query_bounds(self):
+        self.assertEqual(memory.query_words("B a b"), ["a", "b"])
+        for query in ("", " ", 5, "x" * 2001, " ".join("w%d" % i for i in range(65))):
+            with self.subTest(query=str(query)[:20]), self.assertRaises(InvalidRequest):
+                memory.query_words(query)
 
 
 class ExtractTextTest(unittest.TestCase):
@@ -132,6 +158,21 @@ class ExtractTextTest(unittest.TestCase):
                b"<script>alert(1)</script><p>Three</p></body></html>"
         self.assertEqual(memory.extract_text(html, "text/html"), "Head\n\nOne & two\n\nThree")
         self.assertEqual(memory.extract_text(b'{"a": 1}', "application/json"), '{"a": 1}')
+
+    def test_html_rules_of_the_tokenizer(self):
+        cases = (
+            (b'<a title="x>y">link</a> 1 < 2', "link 1 < 2"),  # ">" in a quoted value; a lone "<" is text
+            (b"A<!-- <p>hidden</p> -->B<!DOCTYPE html><![CDATA[c]]><?pi?>C", "ABC"),
+            (b"<SCRIPT type=x>if (a<b) {}</script >T<Style>p{}</STYLE>", "T"),
+            (b"<P>one<BR/>two</P><noscript>Enable JS</noscript>", "one\ntwo"),
+            (b"x<script>never closed <p>y</p>", "x"),
+            (b"x<a href='never closed>y</a>", "x"),
+            (b"&lt;b&gt; &#x41;&#66; &nosuch;", "<b> AB &nosuch;"),
+            (b"<![<![x]]>", ""),  # made html.parser raise
+        )
+        for html, text in cases:
+            with self.subTest(html=html):
+                self.assertEqual(memory.extract_text(html, "text/html"), text)
 
     def test_other_types_and_bad_utf8_raise_with_a_sentence(self):
         with self.assertRaisesRegex(ValueError, "text files only.*application/pdf"):
@@ -173,20 +214,26 @@ class MemoryStoreTest(unittest.TestCase):
         self.assertEqual(s.retrieve("alpha", [("m", None)], 5), [])  # not completed: not searched
 
     def test_bounds_on_memories_documents_and_bytes_change_nothing(self):
-        s = store(processing=0, memories=2, documents=2, max_bytes=10)
+        s = store(processing=0, memories=2, documents=2, max_bytes=5000)
         s.create({"name": "a"})
         s.create({"name": "b"})
         with self.assertRaises(StoreFull):
             s.create({"name": "c"})
         self.assertEqual(len(s), 2)
         token, _ = s.new_upload("a", "one.txt", {})
-        with self.assertRaises(StoreFull):
-            s.put_upload(token, b"x" * 11, "text/plain")
+        with self.assertRaisesRegex(StoreFull, "5001-byte file"):  # refused on its size, before it is read
+            s.put_upload(token, b"x" * 5001, "text/plain")
+        distinct = b" ".join(b"w%d" % i for i in range(400))  # 2,289 bytes, ~50 KB once indexed
+        with self.assertRaisesRegex(StoreFull, "takes about"):
+            s.put_upload(token, distinct, "text/plain")
+        self.assertEqual(s.bytes_held, 0)
         s.put_upload(token, b"x" * 10, "text/plain")
+        self.assertGreater(s.bytes_held, memory.DOCUMENT_OVERHEAD)
         s.new_upload("a", "two.txt", {})  # pending uploads count
         with self.assertRaises(StoreFull):
             s.new_upload("b", "three.txt", {})
         s.delete("a")  # frees its document and its pending upload
+        self.assertEqual(s.bytes_held, 0)
         self.upload(s, memory_name="b", data=b"0123456789")
 
     def test_tokens_expire_are_spent_and_die_with_their_memory(self):
@@ -208,13 +255,16 @@ class MemoryStoreTest(unittest.TestCase):
             s.put_upload(token, b"orphan", "text/plain")
 
     def test_same_name_replaces_the_document_and_its_bytes(self):
-        s = store(processing=0, max_bytes=10)
+        s = store(processing=0, max_bytes=4000)
         s.create({"name": "m"})
         self.upload(s, data=b"old words")
-        self.upload(s, data=b"new words!")
+        self.upload(s, data=b"new words!")  # fits only because the old one's bytes are freed
         docs = s.list_documents("m")
         self.assertEqual([(d["name"], d["metadata"]["size"]) for d in docs], [("doc.txt", 10)])
         self.assertEqual(s.retrieve("old", [("m", None)], 5), [])
+        held = s.bytes_held
+        s.delete_document("m", "doc.txt")
+        self.assertEqual((s.bytes_held, held > 0), (0, True))
 
     def test_retrieve_filters_ranks_and_limits(self):
         s = store(processing=0)

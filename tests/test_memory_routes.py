@@ -202,7 +202,7 @@ class HostileInputTest(Base):
 
 
 class BoundsTest(Base):
-    settings = {"memory_processing_seconds": 0, "max_memories": 1, "max_documents": 1, "max_memory_bytes": 20,
+    settings = {"memory_processing_seconds": 0, "max_memories": 1, "max_documents": 1, "max_memory_bytes": 4000,
                 "max_body_bytes": 4096}
 
     def test_store_bounds_are_403_usage_exceeded_and_bodies_413(self):
@@ -211,7 +211,10 @@ class BoundsTest(Base):
         path = self.upload_path()
         self.assertError(host_call(self.port, "POST", "/v1/memory/documents", {"memoryName": "m", "fileName": "b"}),
                          403, "USAGE_EXCEEDED", "--max-documents")
-        self.assertError(call(self.port, "PUT", path, b"x" * 21, {"Content-Type": "text/plain"}),
+        self.assertError(call(self.port, "PUT", path, b"x" * 4001, {"Content-Type": "text/plain"}),
+                         403, "USAGE_EXCEEDED", "--max-memory-bytes")
+        distinct = b" ".join(b"w%d" % i for i in range(400))  # 2,289 bytes: its word index is far more
+        self.assertError(call(self.port, "PUT", path, distinct, {"Content-Type": "text/plain"}),
                          403, "USAGE_EXCEEDED", "--max-memory-bytes")
         self.assertError(call(self.port, "PUT", path, b"x" * 5000, {"Content-Type": "text/plain"}),
                          413, "PAYLOAD_TOO_LARGE", "--max-body-bytes")
@@ -234,6 +237,50 @@ class StatusOverTimeTest(Base):
                 seen.append(status)
             time.sleep(0.02)
         self.assertEqual(seen, ["queued", "in_progress", "completed"])
+
+
+class ReviewFindingsTest(Base):
+    """The small findings of a review of these endpoints, each over the socket."""
+
+    def test_the_default_overlap_follows_a_small_chunk_size(self):
+        r = call(self.port, "POST", "/v1/memory", {"name": "m", "chunk_size": 1024})
+        self.assertEqual((r.status, r.json()["chunk_size"], r.json()["chunk_overlap"]), (200, 1024, 256), r.body)
+        r = call(self.port, "POST", "/v1/memory", {"name": "n", "chunk_size": 4000})
+        self.assertEqual(r.json()["chunk_overlap"], 1000)
+        r = call(self.port, "POST", "/v1/memory", {"name": "o"})
+        self.assertEqual(r.json()["chunk_overlap"], 2048)
+
+    def test_an_invalid_content_type_falls_back_to_the_extension_and_charset_is_read(self):
+        call(self.port, "POST", "/v1/memory", {"name": "m"})
+        self.upload(file_name="f.pdf", data=b"%PDF-1.7", content_type="pdf")
+        self.upload(file_name="latin.txt", data="caf\u00e9 cr\u00e8me".encode("latin-1"),
+                    content_type="text/plain; charset=iso-8859-1")
+        self.upload(file_name="odd.txt", data=b"x", content_type="text/plain; charset=no-such-charset")
+        docs = {d["name"]: d for d in call(self.port, "GET", "/v1/memory/m/documents").json()}
+        self.assertEqual((docs["f.pdf"]["status"], docs["f.pdf"]["metadata"]["type"]), ("failed", "application/pdf"))
+        self.assertEqual(docs["latin.txt"]["status"], "completed")
+        self.assertEqual((docs["odd.txt"]["status"], docs["odd.txt"]["status_message"]),
+                         ("failed", "The file's charset 'no-such-charset' is unknown."))
+        found = call(self.port, "POST", "/v1/memory/retrieve", {"query": "crème", "memory": [{"name": "m"}]}).json()
+        self.assertEqual([x["text"] for x in found], ["caf\u00e9 cr\u00e8me"])
+
+    def test_document_names_an_sdk_cannot_put_in_a_path_are_refused(self):
+        call(self.port, "POST", "/v1/memory", {"name": "m"})
+        for name in ("a?b.txt", "a#b.txt", "100%.txt", "a%2Fb.txt"):
+            with self.subTest(name=name):
+                r = host_call(self.port, "POST", "/v1/memory/documents", {"memoryName": "m", "fileName": name})
+                self.assertError(r, 400, "BAD_REQUEST", "'?', '#', '%'")
+
+    def test_crawl_ports_and_search_domains_are_checked(self):
+        r = call(self.port, "POST", "/v1/tools/crawl", {"url": ["https://example.com:99999/"]})
+        self.assertError(r, 400, "BAD_REQUEST", "url")
+        self.assertEqual(call(self.port, "POST", "/v1/tools/crawl", {"url": ["https://example.com:8443/"]}).status, 200)
+        for domains in (0, {}, "", False, "example.com"):
+            with self.subTest(domains=domains):
+                r = call(self.port, "POST", "/v1/tools/web-search", {"query": "q", "domains": domains})
+                self.assertError(r, 400, "BAD_REQUEST", "domains")
+        r = call(self.port, "POST", "/v1/tools/web-search", {"query": "q", "domains": [], "totalResults": 1})
+        self.assertEqual(r.json()[0]["url"], "https://example.com/mock-search/q/1")
 
 
 class AuthTest(Base):

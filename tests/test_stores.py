@@ -2,6 +2,8 @@
 reach over HTTP (bytes of traces), and the pipe-key index across updates and renames."""
 
 import itertools
+import json
+import sys
 import unittest
 
 from tests import support  # noqa: F401  (puts the project root on sys.path)
@@ -31,7 +33,18 @@ class PipeStoreTest(unittest.TestCase):
         self.assertEqual(store.bytes, first.size)
         second = store.update("a", {"description": "x" * 100})
         self.assertEqual(store.bytes, second.size)
-        self.assertEqual(second.size - first.size, 100)
+        self.assertEqual(second.size - first.size, 200)  # in the parsed config and in the listing text
+
+    def test_bytes_estimate_the_memory_a_config_holds_not_its_text(self):
+        store = stores.PipeStore(keys(), max_bytes=1 << 20)
+        nested = {"type": "json_schema", "lists": [[]] * 100000}  # 300 KB of JSON, ~6 MB of objects
+        with self.assertRaises(StoreFull):
+            store.create("a", {"response_format": nested})
+        self.assertEqual((len(store), store.bytes), (0, 0))
+        pipe = store.create("a", {"description": "x" * 100000})
+        self.assertGreater(pipe.size, 100000)
+        self.assertLess(pipe.size, 3 * 100000)
+        self.assertEqual(json.loads(store.listing_json()), [pipe.listing()])
 
     def test_full_store_raises_and_keeps_what_it_had(self):
         store = stores.PipeStore(keys(), max_pipes=1)
@@ -42,18 +55,31 @@ class PipeStoreTest(unittest.TestCase):
 
 
 class TraceLogTest(unittest.TestCase):
+    @staticmethod
+    def entry(name, size):
+        """An entry whose JSON text occupies ``size`` bytes (``sys.getsizeof``; ASCII)."""
+        text = '{"id":"%s","pad":""}' % name
+        return {"id": name, "pad": "x" * (size - sys.getsizeof(text))}
+
     def test_oldest_traces_go_first_past_the_byte_bound(self):
         log = stores.TraceLog(limit=10, max_bytes=250)
         for i in range(4):
-            log.add({"id": str(i)}, 100)
-        self.assertEqual([e["id"] for e in log.recent()], ["3", "2"])
+            log.add(self.entry(str(i), 100))
+        self.assertEqual([e["id"] for e in json.loads(log.recent_json())["traces"]], ["3", "2"])
         self.assertEqual(log.bytes, 200)
 
     def test_one_trace_larger_than_the_bound_is_still_kept_alone(self):
-        log = stores.TraceLog(limit=10, max_bytes=50)
-        log.add({"id": "a"}, 10)
-        log.add({"id": "big"}, 100)
-        self.assertEqual([e["id"] for e in log.recent()], ["big"])
+        log = stores.TraceLog(limit=10, max_bytes=100)
+        log.add(self.entry("a", 60))
+        log.add(self.entry("big", 200))
+        self.assertEqual([e["id"] for e in json.loads(log.recent_json())["traces"]], ["big"])
+
+    def test_bytes_count_the_kept_text_not_the_body(self):
+        log = stores.TraceLog()
+        log.add({"id": "w", "trace": {"workflow": {"steps": [[]] * 1000}}})
+        text = log.recent_json()
+        self.assertEqual(json.loads(text)["traces"][0]["trace"]["workflow"]["steps"], [[]] * 1000)
+        self.assertLess(log.bytes, len(text) + 100)
 
 
 if __name__ == "__main__":
