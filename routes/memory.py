@@ -12,6 +12,7 @@ Every route requires the bearer key rules of ``--api-key`` except the signed upl
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Iterator, List, Optional, Tuple
 from urllib.parse import unquote
 
