@@ -33,6 +33,8 @@ ENTRY_OVERHEAD_BYTES = 512
 
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "lb-llm-key"}
 _SECRET_KEYS = {"apikey", "llmkey", "lbllmkey", "authorization", "password", "secret", "token", "accesstoken"}
+_SECRET_WORDS = ("key", "authorization", "password", "secret", "token")
+"""A word every name in ``_SECRET_KEYS`` holds (lower case, in a body's text)."""
 _SECRET_TEXT_RE = re.compile(
     r'("(?:api[_-]?key|llm[_-]?key|lb[_-]?llm[_-]?key|authorization|password|secret|token|access[_-]?token)"'
     r'\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
@@ -81,6 +83,14 @@ def mask_body(body: bytes) -> Tuple[Any, bool]:
         return None, False
     text = body.decode("utf-8", "replace")
     if len(text) <= MAX_BODY_CHARS:
+        lowered = text.lower()
+        if "\\u" not in lowered and not any(word in lowered for word in _SECRET_WORDS):
+            # No member can be a secret and no escape can hide one or make a lone surrogate:
+            # nothing to mask or check (most chat bodies).
+            try:
+                return json.loads(text), False
+            except (ValueError, RecursionError):
+                return text, False
         try:
             value = _mask_value(json.loads(text))
             json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape: keep the text

@@ -12,6 +12,7 @@ server bound to a loopback address answers only requests that name it by a loopb
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Optional, Tuple
@@ -36,8 +37,10 @@ def host_name(value: str) -> Optional[str]:
     return value.rpartition(":")[0].lower() if ":" in value else value.lower()
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback_name(name: str) -> bool:
-    """True for ``localhost`` and its subdomains (RFC 6761), 127.0.0.0/8 and ``[::1]``."""
+    """True for ``localhost`` and its subdomains (RFC 6761), 127.0.0.0/8 and ``[::1]``. Every
+    request asks about the same few names, so recent answers are kept."""
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:

@@ -35,6 +35,13 @@ class JournalUnitTest(unittest.TestCase):
         self.assertEqual(text, '{"apiKey": "***", broken')
         self.assertEqual(journal.mask_body(b""), (None, False))
 
+    def test_escaped_names_are_masked_and_plain_bodies_kept_as_sent(self):
+        body, _ = journal.mask_body(b'{"tok\\u0065n": "t-1", "Password": "p", "messages": []}')
+        self.assertEqual(body, {"token": "***", "Password": "***", "messages": []})
+        plain = {"messages": [{"role": "user", "content": "Hello"}], "stream": True}
+        self.assertEqual(journal.mask_body(json.dumps(plain).encode()), (plain, False))
+        self.assertEqual(journal.mask_body(b"not json"), ("not json", False))
+
     def test_long_bodies_are_cut_and_masked(self):
         raw = json.dumps({"apiKey": "sk-long", "pad": "x" * (journal.MAX_BODY_CHARS * 2)}).encode()
         text, cut = journal.mask_body(raw)
