@@ -76,14 +76,17 @@ def _mask_value(value: Any) -> Any:
 def mask_body(body: bytes) -> Tuple[Any, bool]:
     """The body to keep and whether it was cut: ``None`` when empty; the masked JSON value
     when it is JSON of at most ``MAX_BODY_CHARS`` characters; else its text (UTF-8, bad bytes
-    replaced), secrets masked by pattern, cut to ``MAX_BODY_CHARS``."""
+    replaced), secrets masked by pattern, cut to ``MAX_BODY_CHARS`` (also for JSON that no
+    JSON answer could carry: a lone surrogate escape, ``NaN``, ``Infinity``, ``1e999``)."""
     if not body:
         return None, False
     text = body.decode("utf-8", "replace")
     if len(text) <= MAX_BODY_CHARS:
         try:
             value = _mask_value(json.loads(text))
-            json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape: keep the text
+            # A lone surrogate escape, or NaN/Infinity/1e999 (which json reads but no JSON
+            # answer can carry): keep the text instead.
+            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
             return value, False
         except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
             pass
