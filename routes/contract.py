@@ -99,7 +99,8 @@ COMPONENTS: Dict[str, Any] = {
                                             content={"type": ["string", "null"]},
                                             tool_calls=_ARRAY_OF(_ref("ToolCall"))))},
                            usage=_ref("Usage")),
-    "Pipe": _obj(tuple(dict.fromkeys(("name", "description", "status", "owner_login", "url") + tuple(stores.PIPE_DEFAULTS))),
+    "Pipe": _obj(tuple(dict.fromkeys(("name", "description", "status", "owner_login", "url")
+                                     + tuple(stores.PIPE_DEFAULTS))),
                  **dict(_PIPE_HEAD, **_PIPE_FIELDS), response_format=_OBJ),
     "PipeSummary": _obj(("name", "description", "status", "owner_login", "url", "type", "api_key"), **_PIPE_HEAD,
                         type={"const": "chat"}, api_key={"type": "string", "pattern": "^pipe_[0-9a-f]{32}$"}),

@@ -295,9 +295,12 @@ class ServedFixturesTest(unittest.TestCase):
         # client), and bytes that are not UTF-8 were silently replaced.
         cases = [(b'{"match": {"turn": ' + b"1" * 5000 + b'}, "response": {"text": "x"}}',
                   "request body:1:20: an integer of 5000 digits is too long"),
-                 (b'{"response": {"tool_calls": [{"name": "f", "arguments": {"a": NaN}}]}}', "request body:1:63: NaN is not JSON"),
-                 (b'[{"response": {"tool_calls": [{"name": "f", "arguments": {"a": -Infinity}}]}}]', ":1:64: -Infinity is not JSON"),
-                 (b'{"response": {"tool_calls": [{"name": "f", "arguments": {"a": 1e999}}]}}', ":1:63: 1e999 is too large"),
+                 (b'{"response": {"tool_calls": [{"name": "f", "arguments": {"a": NaN}}]}}',
+                  "request body:1:63: NaN is not JSON"),
+                 (b'[{"response": {"tool_calls": [{"name": "f", "arguments": {"a": -Infinity}}]}}]',
+                  ":1:64: -Infinity is not JSON"),
+                 (b'{"response": {"tool_calls": [{"name": "f", "arguments": {"a": 1e999}}]}}',
+                  ":1:63: 1e999 is too large"),
                  (b'{"response": {"text": "caf\xe9"}}', "not UTF-8 (byte 26)")]
         with RunningServer() as s:
             for raw, reason in cases:
