@@ -37,6 +37,8 @@ _SECRET_TEXT_RE = re.compile(
     r'("(?:api[_-]?key|llm[_-]?key|lb[_-]?llm[_-]?key|authorization|password|secret|token|access[_-]?token)"'
     r'\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
 
+_DIGITS_RE = re.compile(r"[0-9]{1,9}")
+
 FILTERS = ("method", "path", "path_prefix", "status", "run_id", "fixture", "limit")
 """Query parameters ``GET /mock/requests`` filters by (see ``Journal.select``)."""
 
@@ -138,11 +140,12 @@ class Journal:
         Filters (all optional, each a string): ``method`` (exact, any case), ``path`` (exact),
         ``path_prefix``, ``status`` (exact number), ``run_id``, ``fixture`` (the name of the
         fixture that answered), ``limit`` (most entries returned). Raises ``ValueError`` for a
-        ``status`` or ``limit`` that is not a whole number."""
+        ``status`` or ``limit`` that is not 1 to 9 ASCII digits."""
+        for name in ("status", "limit"):
+            if name in filters and not _DIGITS_RE.fullmatch(filters[name]):
+                raise ValueError("%s must be a whole number from 0 in ASCII digits" % name)
         status = int(filters["status"]) if "status" in filters else None
         limit = int(filters["limit"]) if "limit" in filters else None
-        if limit is not None and limit < 0:
-            raise ValueError("limit must not be negative")
         method = filters.get("method", "").upper() or None
         out = []
         with self._lock:

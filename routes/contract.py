@@ -347,10 +347,10 @@ headers)."""
 
 _JOURNAL_FILTERS: Dict[str, Any] = {
     "method": dict(_STR, description="HTTP method, any case"), "path": dict(_STR, description="Exact path"),
-    "path_prefix": dict(_STR, description="Path starts with"), "status": dict(_INT, description="HTTP status"),
+    "path_prefix": dict(_STR, description="Path starts with"), "status": {"type": "integer", "minimum": 0, "maximum": 999999999, "description": "HTTP status"},
     "run_id": dict(_STR, description="The run's id (GET /mock/runs)"),
     "fixture": dict(_STR, description="The name of the fixture that answered"),
-    "limit": {"type": "integer", "minimum": 0, "description": "Most entries returned"},
+    "limit": {"type": "integer", "minimum": 0, "maximum": 999999999, "description": "Most entries returned"},
 }
 """``GET /mock/requests`` query parameters (``journal.FILTERS``, ``journal.Journal.select``)."""
 

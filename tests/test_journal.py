@@ -69,7 +69,9 @@ class JournalUnitTest(unittest.TestCase):
         self.assertEqual([e["run_id"] for e in select({"fixture": "greet"})], ["r1"])
         self.assertEqual([e["path"] for e in select({"path": "/v1/pipes/run", "run_id": "r1"})], ["/v1/pipes/run"])
         self.assertEqual(len(select({"limit": "2"})), 2)
-        for bad in ({"status": "x"}, {"limit": "-1"}):
+        # Only ASCII digits: int() would also take "1_0", " 2 ", "+3" and other scripts' digits.
+        for bad in ({"status": "x"}, {"limit": "-1"}, {"limit": "1_0"}, {"status": " 429"}, {"limit": "+2"},
+                    {"status": "\u0664\u0662\u0669"}, {"limit": ""}):
             with self.assertRaises(ValueError):
                 select(bad)
 
