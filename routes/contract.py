@@ -61,6 +61,12 @@ _PIPE_FIELDS: Dict[str, Any] = {
 """A stored pipe's configuration fields (``stores.PIPE_DEFAULTS``) as ``GET /v1/pipes`` lists them."""
 _PIPE_HEAD = dict(name=_STR, description=_STR, status={"enum": ["public", "private"]},
                   owner_login={"const": stores.OWNER_LOGIN}, url=_STR)
+_FILE_HEADERS = {
+    "Cache-Control": {"schema": {"const": "no-cache"}, "description": "Revalidate: an edited file shows on reload"},
+    "X-Content-Type-Options": {"schema": {"const": "nosniff"}},
+    "Content-Security-Policy": {"schema": {"const": playground.PAGE_POLICY}, "description": "HTML files only"},
+}
+"""Headers of a playground file (``routes.playground``)."""
 _MEMORY_HEAD = dict(name=_STR, description=_STR, owner_login={"const": stores.OWNER_LOGIN}, url=_STR)
 
 COMPONENTS: Dict[str, Any] = {
@@ -209,10 +215,13 @@ SCHEMAS: Dict[Tuple[str, str], Dict[str, Any]] = {
                                    "generations"), **{name: _COUNT for name in (
                                        "threads", "runs", "requests", "fixtures", "pipes", "memories", "traces",
                                        "generations")}))},
-    ("GET", "/playground"): {"summary": "The browser playground (HTML)", "media": ["text/html"]},
-    ("GET", "/playground/"): {"summary": "The browser playground (HTML)", "media": ["text/html"]},
+    ("GET", "/playground"): {"summary": "The browser playground (HTML)", "media": ["text/html"],
+                             "headers": _FILE_HEADERS},
+    ("GET", "/playground/"): {"summary": "The browser playground (HTML)", "media": ["text/html"],
+                              "headers": _FILE_HEADERS},
     ("GET", "/playground/{file}"): {"summary": "One of the playground's files (app.js, style.css, ...)",
-                                    "media": sorted(set(c.split(";")[0] for c in playground.CONTENT_TYPES.values()))},
+                                    "media": sorted(set(c.split(";")[0] for c in playground.CONTENT_TYPES.values())),
+                                    "headers": _FILE_HEADERS},
     ("POST", "/v1/pipes/run"): {"summary": "Run a pipe: JSON {completion, raw} or an SSE chunk stream",
                                 "body": _RUN_BODY, "stream": True, "scenario": True, "thread_header": True,
                                 "200": _obj(("completion", "raw"), completion=_STR, raw=_ref("ChatCompletion"))},
@@ -340,7 +349,7 @@ body); ``filters`` (true: the ``journal.FILTERS`` query parameters); ``204`` (tr
 answer 204, no body: a stream already delivered in full); ``303`` (a description: may answer a
 303 redirect with ``Location``); ``stream`` (true: may answer ``text/event-stream`` instead, e.g. with
 ``stream: true``); ``scenario`` (true: ``X-Mock-*`` headers apply); ``thread_header`` (the answer
-carries ``lb-thread-id``); ``query`` (an ``EventSource`` route: ``prompt``, ``payload`` and every
+carries ``lb-thread-id``); ``headers`` (more response headers: OpenAPI header objects); ``query`` (an ``EventSource`` route: ``prompt``, ``payload`` and every
 scenario setting may come in the query string, as a browser's ``EventSource`` cannot send
 headers)."""
 
@@ -388,6 +397,7 @@ def _operation(r: Route, spec: Dict[str, Any]) -> dict:
                           "headers": {"lb-request-id": {"$ref": "#/components/headers/lb-request-id"}}}
     if spec.get("thread_header"):
         ok["headers"]["lb-thread-id"] = {"$ref": "#/components/headers/lb-thread-id"}
+    ok["headers"].update(spec.get("headers", {}))
     content: Dict[str, Any] = {}
     if "media" in spec:  # a file, not JSON
         content = {media: {"schema": _STR} for media in spec["media"]}
