@@ -102,6 +102,9 @@ class RealAnswersTest(unittest.TestCase):
                     media = (r.header("Content-Type") or "").split(";")[0]
                     if r.body:
                         self.assertIn(media, spec.get("content", {}))
+                    for name, header in spec.get("headers", {}).items():
+                        if "const" in header.get("schema", {}) and r.header(name) is not None:
+                            self.assertEqual(r.header(name), header["schema"]["const"], name)
                     self.assertIsNotNone(r.header("lb-request-id"))
 
 
