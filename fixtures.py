@@ -72,6 +72,8 @@ MAX_DELAY_SECONDS = 60.0
 _CODE_RE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _WS_RE = re.compile(r"[ \t\n\r]*")
 _SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|(NaN|-?Infinity|-?[0-9][0-9.eE+-]*)')
+_INT_RE = re.compile(r"-?[0-9]+")
 
 LOREM_WORDS = (
     "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
@@ -186,6 +188,36 @@ def locate(text: str, path: Sequence[Any]) -> int:
         else:
             return pos
     return pos
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(token)
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(token)
+    return value
+
+
+def _bad_number(text: str) -> Tuple[str, int]:
+    """Why the first number token of JSON ``text`` that ``json`` reads but cannot use is
+    refused (``NaN``, ``Infinity`` and floats that overflow, which no JSON answer can carry;
+    an integer past ``int``'s digit limit), with its offset; ``("", 0)`` when there is none."""
+    for found in _TOKEN_RE.finditer(text):
+        token = found.group(1)
+        if token is None:
+            continue
+        if token in ("NaN", "Infinity", "-Infinity"):
+            return "%s is not JSON" % token, found.start(1)
+        try:
+            number = int(token) if _INT_RE.fullmatch(token) else float(token)
+        except ValueError:
+            return "an integer of %d digits is too long" % len(token.lstrip("-")), found.start(1)
+        if number in (float("inf"), float("-inf")):
+            return "%s is too large for a JSON number" % token[:40], found.start(1)
+    return "", 0
 
 
 def _line_column(text: str, offset: int) -> Tuple[int, int]:
@@ -373,13 +405,18 @@ def parse_text(text: str, source: str) -> List[Fixture]:
     fixture object is accepted there too when ``source`` is ``"request body"``).
 
     Raises ``FixtureError`` at the first problem, with its line and column: a JSON syntax
-    error where ``json`` found it, a bad value at its key."""
+    error where ``json`` found it (``NaN``, ``Infinity``, a float that overflows and an
+    integer past ``int``'s 4300 digits included), a bad value at its key."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise FixtureError(source, exc.lineno, exc.colno, "", "not valid JSON: %s" % exc.msg) from None
     except RecursionError:
         raise FixtureError(source, 1, 1, "", "nested too deeply") from None
+    except ValueError as exc:  # NaN, Infinity, 1e999 or an integer past int's 4300 digits
+        reason, offset = _bad_number(text)
+        line, column = _line_column(text, offset)
+        raise FixtureError(source, line, column, "", reason or str(exc)) from None
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:  # "\ud800" alone: no reply could carry it as UTF-8

@@ -39,6 +39,8 @@ _SECRET_TEXT_RE = re.compile(
     r'("(?:api[_-]?key|llm[_-]?key|lb[_-]?llm[_-]?key|authorization|password|secret|token|access[_-]?token)"'
     r'\s*:\s*)"(?:[^"\\]|\\.)*"', re.IGNORECASE)
 
+_DIGITS_RE = re.compile(r"[0-9]{1,9}")
+
 FILTERS = ("method", "path", "path_prefix", "status", "run_id", "fixture", "limit")
 """Query parameters ``GET /mock/requests`` filters by (see ``Journal.select``)."""
 
@@ -78,7 +80,8 @@ def _mask_value(value: Any) -> Any:
 def mask_body(body: bytes) -> Tuple[Any, bool]:
     """The body to keep and whether it was cut: ``None`` when empty; the masked JSON value
     when it is JSON of at most ``MAX_BODY_CHARS`` characters; else its text (UTF-8, bad bytes
-    replaced), secrets masked by pattern, cut to ``MAX_BODY_CHARS``."""
+    replaced), secrets masked by pattern, cut to ``MAX_BODY_CHARS`` (also for JSON that no
+    JSON answer could carry: a lone surrogate escape, ``NaN``, ``Infinity``, ``1e999``)."""
     if not body:
         return None, False
     text = body.decode("utf-8", "replace")
@@ -93,7 +96,9 @@ def mask_body(body: bytes) -> Tuple[Any, bool]:
                 return text, False
         try:
             value = _mask_value(json.loads(text))
-            json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate escape: keep the text
+            # A lone surrogate escape, or NaN/Infinity/1e999 (which json reads but no JSON
+            # answer can carry): keep the text instead.
+            json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
             return value, False
         except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
             pass
@@ -145,11 +150,12 @@ class Journal:
         Filters (all optional, each a string): ``method`` (exact, any case), ``path`` (exact),
         ``path_prefix``, ``status`` (exact number), ``run_id``, ``fixture`` (the name of the
         fixture that answered), ``limit`` (most entries returned). Raises ``ValueError`` for a
-        ``status`` or ``limit`` that is not a whole number."""
+        ``status`` or ``limit`` that is not 1 to 9 ASCII digits."""
+        for name in ("status", "limit"):
+            if name in filters and not _DIGITS_RE.fullmatch(filters[name]):
+                raise ValueError("%s must be a whole number from 0 in ASCII digits" % name)
         status = int(filters["status"]) if "status" in filters else None
         limit = int(filters["limit"]) if "limit" in filters else None
-        if limit is not None and limit < 0:
-            raise ValueError("limit must not be negative")
         method = filters.get("method", "").upper() or None
         out = []
         with self._lock:

@@ -104,9 +104,13 @@ def fixtures_push(request: Request, app: App) -> Response:
     """``POST /mock/fixtures``: add fixtures for this server's runs, before the file's. The body
     is one fixture object, an array of them or ``{"fixtures": [...]}`` (``fixtures`` module
     format). 201 ``{"added": int, "fixtures": [summaries of those added]}``; 400 naming the
-    line, column and field of the first problem, nothing added; 403 past
+    line, column and field of the first problem (or the first byte that is not UTF-8),
+    nothing added; 403 past
     ``fixtures.MAX_PUSHED`` fixtures or ``fixtures.MAX_PUSHED_BYTES``."""
-    text = request.body.decode("utf-8", "replace")
+    try:
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest("Invalid fixture: request body is not UTF-8 (byte %d)." % exc.start) from None
     try:
         added = fixtures.parse_text(text, "request body")
         app.fixtures.push(added, len(request.body))

@@ -8,6 +8,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from tests.support import call
 
 HI = [{"role": "user", "content": "Hi"}]
+TOOL_FIXTURE = {"name": "tool", "match": {"user": "Use the tool", "wire": ["langbase", "openai"]},
+                "response": {"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}}
 FORM = ("--b\r\nContent-Disposition: form-data; name=\"document\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\n"
         "hello\r\n--b\r\nContent-Disposition: form-data; name=\"documentName\"\r\n\r\na.txt\r\n--b--\r\n").encode()
 
@@ -16,6 +18,7 @@ Call = Tuple[str, str, str, Any, Optional[Dict[str, str]], int]
 
 CALLS: List[Call] = [
     ("GET", "/", "/", None, None, 200),
+    ("GET", "/", "/", None, {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}, 303),
     ("GET", "/health", "/health", None, None, 200),
     ("GET", "/openapi.json", "/openapi.json", None, None, 200),
     ("GET", "/mock/settings", "/mock/settings", None, None, 200),
@@ -23,6 +26,13 @@ CALLS: List[Call] = [
     ("GET", "/mock/runs/{runId}", "/mock/runs/{runId}", None, None, 200),
     ("GET", "/mock/runs/{runId}", "/mock/runs/nope", None, None, 404),
     ("POST", "/v1/pipes/run", "/v1/pipes/run", {"messages": HI, "threadId": "t1"}, None, 200),
+    ("POST", "/mock/fixtures", "/mock/fixtures", {"fixtures": [TOOL_FIXTURE]}, None, 201),
+    ("POST", "/mock/fixtures", "/mock/fixtures", [{"response": {"text": "a", "chunks": ["b"]}}], None, 400),
+    ("POST", "/v1/pipes/run", "/v1/pipes/run", {"messages": [{"role": "user", "content": "Use the tool"}]}, None, 200),
+    ("POST", "/v1/chat/completions", "/v1/chat/completions",
+     {"model": "m", "messages": [{"role": "user", "content": "Use the tool"}]}, None, 200),
+    ("GET", "/mock/fixtures", "/mock/fixtures", None, None, 200),
+    ("DELETE", "/mock/fixtures", "/mock/fixtures", None, None, 200),
     ("POST", "/v1/pipes/run", "/v1/pipes/run", {"messages": HI, "stream": True}, {"X-Mock-Chunking": "char"}, 200),
     ("POST", "/v1/pipes/run", "/v1/pipes/run", {"messages": "x"}, None, 400),
     ("POST", "/v1/pipes/run", "/v1/pipes/run", {"messages": HI}, {"X-Mock-Fault": "http_error", "X-Mock-Fault-Status": "503"}, 503),
@@ -76,8 +86,20 @@ CALLS: List[Call] = [
     ("GET", "/hello", "/hello", None, None, 200),
     ("POST", "/api/generate", "/api/generate", {"sessionId": "s", "chatMessageId": "c", "prompt": "Hi"}, None, 202),
     ("GET", "/api/stream/{sessionId}/{chatMessageId}", "/api/stream/s/c", None, None, 200),
+    ("GET", "/playground", "/playground", None, None, 200),
+    ("GET", "/playground/", "/playground/", None, None, 200),
+    ("GET", "/playground/{file}", "/playground/app.js", None, None, 200),
+    ("GET", "/playground/{file}", "/playground/style.css", None, None, 200),
+    ("GET", "/playground/{file}", "/playground/secret.txt", None, None, 404),
+    ("GET", "/mock/requests", "/mock/requests", None, None, 200),
+    ("GET", "/mock/requests", "/mock/requests?method=post&path_prefix=/v1/&status=200&limit=3", None, None, 200),
+    ("GET", "/mock/requests", "/mock/requests?colour=red", None, None, 400),
+    ("GET", "/mock/requests", "/mock/requests?limit=-1", None, None, 400),
+    ("DELETE", "/mock/requests", "/mock/requests", None, None, 200),
+    ("POST", "/mock/reset", "/mock/reset", None, None, 200),
 ]
-"""Requests covering every route, in an order where each finds what it needs (after ``setup``)."""
+"""Requests covering every route, in an order where each finds what it needs (after ``setup``);
+``POST /mock/reset`` comes last, as it empties every store."""
 
 
 def setup(port: int) -> Dict[str, str]:

@@ -6,9 +6,12 @@ have a status and media type the document lists. (Schema validation of the bodie
 import json
 import unittest
 
+import fixtures
+import journal
 import routes
 import scenario
-from routes import contract
+import stores
+from routes import contract, playground
 from tests import contract_calls
 from tests.support import RunningServer, call
 
@@ -57,6 +60,24 @@ class DocumentTest(unittest.TestCase):
             for key in ref.split("/"):
                 node = node[key]
 
+    def test_mock_and_playground_routes_follow_their_modules_tables(self):
+        doc = contract.document()
+        schemas = doc["components"]["schemas"]
+        self.assertEqual(set(schemas["FixtureRules"]["properties"]), set(fixtures._MATCH_KEYS))
+        self.assertEqual(set(schemas["FixtureResponse"]["properties"]), set(fixtures._RESPONSE_KEYS))
+        self.assertEqual(schemas["RunRecord"]["properties"]["format"]["enum"], list(fixtures.WIRES))
+        self.assertEqual(set(schemas["Pipe"]["required"]) - {"name", "owner_login", "url"}, set(stores.PIPE_DEFAULTS))
+        journal_query = operation(doc, "GET", "/mock/requests")["parameters"]
+        self.assertEqual([(p["name"], p["in"]) for p in journal_query], [(f, "query") for f in journal.FILTERS])
+        push = operation(doc, "POST", "/mock/fixtures")
+        self.assertEqual(set(push["responses"]), {"201", "4XX", "5XX"})
+        self.assertNotIn("requestBody", operation(doc, "POST", "/mock/reset"))
+        self.assertEqual(operation(doc, "GET", "/")["responses"]["303"]["headers"]["Location"],
+                         {"schema": {"type": "string"}})
+        self.assertEqual(set(operation(doc, "GET", "/playground/{file}")["responses"]["200"]["content"]),
+                         {c.split(";")[0] for c in playground.CONTENT_TYPES.values()})
+        self.assertEqual(set(operation(doc, "GET", "/playground")["responses"]["200"]["content"]), {"text/html"})
+
     def test_served_document_is_the_generated_one(self):
         with RunningServer() as s:
             r = call(s.port, "GET", "/openapi.json")
@@ -81,6 +102,9 @@ class RealAnswersTest(unittest.TestCase):
                     media = (r.header("Content-Type") or "").split(";")[0]
                     if r.body:
                         self.assertIn(media, spec.get("content", {}))
+                    for name, header in spec.get("headers", {}).items():
+                        if "const" in header.get("schema", {}) and r.header(name) is not None:
+                            self.assertEqual(r.header(name), header["schema"]["const"], name)
                     self.assertIsNotNone(r.header("lb-request-id"))
 
 

@@ -288,6 +288,28 @@ class ServedFixturesTest(unittest.TestCase):
             self.assertEqual(r.status, 400)
             self.assertIn("request body:2:13: a lone UTF-16 surrogate escape", r.json()["error"]["message"])
 
+    def test_json_python_reads_but_json_does_not_allow_is_a_400_not_a_500(self):
+        # Regression (found by schemathesis): an integer past Python's 4300-digit conversion
+        # limit made json.loads raise a plain ValueError, answered 500. NaN, Infinity and
+        # 1e999 are not JSON either (a tool call's arguments object would carry them to the
+        # client), and bytes that are not UTF-8 were silently replaced.
+        cases = [(b'{"match": {"turn": ' + b"1" * 5000 + b'}, "response": {"text": "x"}}',
+                  "request body:1:20: an integer of 5000 digits is too long"),
+                 (b'{"response": {"tool_calls": [{"name": "f", "arguments": {"a": NaN}}]}}',
+                  "request body:1:63: NaN is not JSON"),
+                 (b'[{"response": {"tool_calls": [{"name": "f", "arguments": {"a": -Infinity}}]}}]',
+                  ":1:64: -Infinity is not JSON"),
+                 (b'{"response": {"tool_calls": [{"name": "f", "arguments": {"a": 1e999}}]}}',
+                  ":1:63: 1e999 is too large"),
+                 (b'{"response": {"text": "caf\xe9"}}', "not UTF-8 (byte 26)")]
+        with RunningServer() as s:
+            for raw, reason in cases:
+                with self.subTest(raw=raw[:60]):
+                    r = call(s.port, "POST", "/mock/fixtures", raw, {"Content-Type": "application/json"})
+                    self.assertEqual((r.status, r.json()["error"]["code"]), (400, "BAD_REQUEST"), r.body[:300])
+                    self.assertIn(reason, r.json()["error"]["message"])
+            self.assertEqual(call(s.port, "GET", "/mock/fixtures").json()["fixtures"], [])
+
     def test_too_many_pushed_fixtures_is_403_with_nothing_added(self):
         with RunningServer() as s:
             r = push(s, [{"response": {"text": "x"}}] * (fixtures.MAX_PUSHED + 1))

@@ -76,7 +76,9 @@ class JournalUnitTest(unittest.TestCase):
         self.assertEqual([e["run_id"] for e in select({"fixture": "greet"})], ["r1"])
         self.assertEqual([e["path"] for e in select({"path": "/v1/pipes/run", "run_id": "r1"})], ["/v1/pipes/run"])
         self.assertEqual(len(select({"limit": "2"})), 2)
-        for bad in ({"status": "x"}, {"limit": "-1"}):
+        # Only ASCII digits: int() would also take "1_0", " 2 ", "+3" and other scripts' digits.
+        for bad in ({"status": "x"}, {"limit": "-1"}, {"limit": "1_0"}, {"status": " 429"}, {"limit": "+2"},
+                    {"status": "\u0664\u0662\u0669"}, {"limit": ""}):
             with self.assertRaises(ValueError):
                 select(bad)
 
@@ -129,6 +131,18 @@ class JournalRoutesTest(unittest.TestCase):
             self.assertEqual(r.status, 200)
             self.assertEqual(r.json()["requests"][0]["body"],
                              '{"messages": [{"role": "user", "content": "\\ud800"}], "apiKey": "***"}')
+
+    def test_a_non_finite_number_in_a_body_is_kept_as_text_and_the_journal_still_answers(self):
+        # Regression: Python's json reads NaN, Infinity and 1e999, which no JSON answer can
+        # carry, so one such request made every later GET /mock/requests a 500.
+        with RunningServer() as s:
+            for raw in (b'{"x": NaN}', b'{"x": -Infinity}', b'{"x": 1e999, "apiKey": "sk-1"}'):
+                self.assertEqual(call(s.port, "POST", "/v1/traces", raw, {"Content-Type": "application/json"}).status,
+                                 400)
+            r = call(s.port, "GET", "/mock/requests")
+            self.assertEqual(r.status, 200, r.body[:300])
+            self.assertEqual([e["body"] for e in r.json()["requests"]],
+                             ['{"x": 1e999, "apiKey": "***"}', '{"x": -Infinity}', '{"x": NaN}'])
 
     def test_reset_empties_every_store_in_one_call(self):
         with RunningServer(memory_processing_seconds=0.0) as s:
