@@ -77,6 +77,17 @@ def _mask_value(value: Any) -> Any:
     return value
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError("%s is not JSON" % name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("%s is not a finite number" % text)
+    return value
+
+
 def mask_body(body: bytes) -> Tuple[Any, bool]:
     """The body to keep and whether it was cut: ``None`` when empty; the masked JSON value
     when it is JSON of at most ``MAX_BODY_CHARS`` characters; else its text (UTF-8, bad bytes
@@ -89,9 +100,9 @@ def mask_body(body: bytes) -> Tuple[Any, bool]:
         lowered = text.lower()
         if "\\u" not in lowered and not any(word in lowered for word in _SECRET_WORDS):
             # No member can be a secret and no escape can hide one or make a lone surrogate:
-            # nothing to mask or check (most chat bodies).
+            # nothing to mask (most chat bodies). Non-finite numbers still make it text.
             try:
-                return json.loads(text), False
+                return json.loads(text, parse_constant=_not_json, parse_float=_finite), False
             except (ValueError, RecursionError):
                 return text, False
         try:
