@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import socketserver
-import sqlite3
 import sys
 import threading
 import time
@@ -44,7 +43,6 @@ from memory import MemoryStore
 from pacer import Connection, Pacer
 import scenario
 import stores
-from sqlite_store import SqliteThreadStore
 from threads import InvalidRequest, ThreadStore, new_uuid4
 
 __all__ = ["Settings", "Server", "parse_args", "make_server", "exposure_warning", "main"]
@@ -480,11 +478,17 @@ def parse_args(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, 
 
 def _thread_store(settings: Settings, clock: Callable[[], float], new_id: Callable[[], str]) -> ThreadStore:
     """The thread store ``settings`` ask for: in memory, or in the SQLite file ``settings.db``
-    (``sqlite_store``; raises ``sqlite3.Error`` or ``ValueError`` if it cannot be opened)."""
+    (``sqlite_store``; raises ``ValueError`` if it cannot be opened). ``sqlite3`` is imported
+    only then: it costs about 1 MB of memory."""
     bounds = dict(clock=clock, new_id=new_id, max_threads=settings.max_threads,
                   max_messages=settings.max_messages, max_bytes=settings.max_thread_bytes)
     if settings.db:
-        return SqliteThreadStore(settings.db, **bounds)
+        import sqlite3
+        from sqlite_store import SqliteThreadStore
+        try:
+            return SqliteThreadStore(settings.db, **bounds)
+        except sqlite3.Error as exc:
+            raise ValueError(str(exc)) from exc
     return ThreadStore(**bounds)
 
 
@@ -650,7 +654,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "main.py") -> int:
     )
     try:
         server = make_server(settings)
-    except (sqlite3.Error, ValueError) as exc:
+    except ValueError as exc:  # the --db file (_thread_store)
         print("error: cannot use --db %s: %s" % (settings.db, exc), file=sys.stderr)
         return 1
     except OSError as exc:
