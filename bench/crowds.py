@@ -50,11 +50,11 @@ class Crowd:
                 break
             self.socks.append(sock)
             if self.kind == "half-head":
-                sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: x\r\nContent-Ty")
+                sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
             elif self.kind == "half-body":
-                sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"mess")
+                sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n{\"mess")
             elif self.kind == "idle-keep-alive":
-                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 _read_response(sock)
         if self.kind in ("trickle", "slow-upload"):
             self._trickler = threading.Thread(target=self._trickle, daemon=True)
@@ -65,7 +65,7 @@ class Crowd:
         # slow-upload: a whole head, then one body byte every 100 ms.
         if self.kind == "slow-upload":
             for sock in self.socks:
-                sock.sendall(b"POST /v1/threads HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+                sock.sendall(b"POST /v1/threads HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100000\r\n\r\n")
         interval = 3.0 if self.kind == "trickle" else 0.1
         head = b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 100000
         i = 0
@@ -103,24 +103,32 @@ def _read_response(sock: socket.socket) -> bytes:
     return head
 
 
+class WrongAnswer(Exception):
+    """The server answered, but not 200: the measurement is void, not slow (the status line)."""
+
+
 def time_health(port: int, timeout: float) -> Optional[float]:
-    """Seconds until a whole ``GET /health`` answer arrives, or None past ``timeout``."""
+    """Seconds until a whole ``GET /health`` answer arrives, or None past ``timeout``. Raises
+    ``WrongAnswer`` for an answer that is not 200."""
     start = time.monotonic()
     try:
         with _connect(port, timeout) as sock:
-            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             head = _read_response(sock)
-            return time.monotonic() - start if head.startswith(b"HTTP/1.1 200") else None
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise WrongAnswer(head.split(b"\r\n", 1)[0].decode("latin-1"))
+            return time.monotonic() - start
     except OSError:
         return None
 
 
 def time_stream(port: int, timeout: float) -> Optional[float]:
-    """Seconds until the first body byte of a streamed run arrives, or None past ``timeout``."""
+    """Seconds until the first body byte of a streamed run arrives, or None past ``timeout``.
+    Raises ``WrongAnswer`` for an answer that is not 200."""
     start = time.monotonic()
     try:
         with _connect(port, timeout) as sock:
-            sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(RUN_BODY), RUN_BODY))
             data = b""
             while b"\r\n\r\n" not in data:
@@ -129,7 +137,7 @@ def time_stream(port: int, timeout: float) -> Optional[float]:
                     return None
                 data += chunk
             if not data.startswith(b"HTTP/1.1 200"):
-                return None
+                raise WrongAnswer(data.split(b"\r\n", 1)[0].decode("latin-1"))
             if not data.partition(b"\r\n\r\n")[2]:
                 if not sock.recv(65536):
                     return None
