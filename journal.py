@@ -33,7 +33,7 @@ ENTRY_OVERHEAD_BYTES = 512
 
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "lb-llm-key"}
 _SECRET_KEYS = {"apikey", "llmkey", "lbllmkey", "authorization", "password", "secret", "token", "accesstoken"}
-_SECRET_WORDS = ("key", "authorization", "password", "secret", "token")
+_SECRET_WORD_RE = re.compile("key|authorization|password|secret|token")
 """A word every name in ``_SECRET_KEYS`` holds (lower case, in a body's text)."""
 _SECRET_TEXT_RE = re.compile(
     r'("(?:api[_-]?key|llm[_-]?key|lb[_-]?llm[_-]?key|authorization|password|secret|token|access[_-]?token)"'
@@ -98,7 +98,7 @@ def mask_body(body: bytes) -> Tuple[Any, bool]:
     text = body.decode("utf-8", "replace")
     if len(text) <= MAX_BODY_CHARS:
         lowered = text.lower()
-        if "\\u" not in lowered and not any(word in lowered for word in _SECRET_WORDS):
+        if "\\u" not in lowered and not _SECRET_WORD_RE.search(lowered):
             # No member can be a secret and no escape can hide one or make a lone surrogate:
             # nothing to mask (most chat bodies). Non-finite numbers still make it text.
             try:

@@ -100,7 +100,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
                               fixtures.last_user_text(request)[:200]))
     sc = scenario.build(
         settings.seed, settings.delay, dict(settings.mock),
-        scenario.header_layer(http_request.headers.items()), *layers,
+        scenario.header_layer(http_request.headers.raw_items()), *layers,
         fixture.layer if fixture is not None else {}, scenario.body_layer(mock),
     )
     digest = pipes.request_digest(request)
