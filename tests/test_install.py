@@ -91,6 +91,9 @@ class InstallTest(unittest.TestCase):
         reply = support.call(port, "POST", "/v1/pipes/run", {"messages": [{"role": "user", "content": "Hi"}]})
         self.assertEqual(reply.status, 200)
         self.assertTrue(reply.json()["completion"])
+        for path in ("/playground", "/playground/app.js"):  # the page ships with the command
+            with self.subTest(path=path):
+                self.assertEqual(support.call(port, "GET", path).status, 200)
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=10), 0)
 
