@@ -12,6 +12,7 @@ Standard library only (Python 3.9+). Run ``python3 main.py --help`` for the opti
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gc
 import ipaddress
 import json
@@ -535,6 +536,10 @@ class Server(ThreadingHTTPServer):
                                       settings.max_documents, settings.max_memory_bytes)
         self.app.fixtures = fixtures.FixtureSet(settings.fixtures)
         self.app.journal = journal.Journal()
+        # With --db, routes run on one worker thread (http_handler): disk work and waits for
+        # another process's lock never hold up the loop that paces every stream.
+        self.app.worker = (concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="store")
+                           if settings.db else None)
         self.app.upstream = (upstream.Upstream(settings.upstream, settings.upstream_key, settings.upstream_timeout,
                                                settings.record) if settings.upstream else None)
         self.app.upstream_results = {}  # request id -> the upstream's reply, for the route's second run
@@ -594,6 +599,8 @@ class Server(ThreadingHTTPServer):
         if serving:
             self.pacer.stop(drain_seconds)
         self.server_close()
+        if self.app.worker is not None:
+            self.app.worker.shutdown(wait=True)  # a route still running finishes its write
         close = getattr(self.store, "close", None)
         if close is not None:  # the SQLite store: checkpoint and close the file
             close()

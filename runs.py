@@ -200,15 +200,23 @@ def store_reply_when_complete(app: App, run: Run, response: StreamResponse, thre
     complete stores nothing: one that ends in an in-band error (``fault=error_frame``), a
     dropped connection (``fault=disconnect``) or a client that hangs up (the plan is dropped
     unfinished). A store error then (the thread was deleted meanwhile, or filled up) is logged
-    and the stream is not disturbed."""
+    and the stream is not disturbed. With a file store (``app.worker``, ``--db``) the write is
+    handed to the store's worker thread, whose queue keeps it before any later request."""
+
+    def store() -> None:
+        try:
+            app.store.append_new(thread_id, [message])
+        except (threads.ThreadNotFound, threads.StoreFull, threads.StoreBusy) as exc:
+            log.warning("the reply of run %s was not stored in thread %r: %s", run.run_id, thread_id, exc)
 
     def plan() -> Iterator[Any]:
         yield from response.plan
         if run.fault and run.scenario.fault in ("error_frame", "disconnect"):
             return
-        try:
-            app.store.append_new(thread_id, [message])
-        except (threads.ThreadNotFound, threads.StoreFull) as exc:
-            log.warning("the reply of run %s was not stored in thread %r: %s", run.run_id, thread_id, exc)
+        worker = getattr(app, "worker", None)
+        if worker is not None:
+            worker.submit(store)  # a file store (--db): not on the loop that runs this plan
+        else:
+            store()
 
     return response._replace(plan=plan())

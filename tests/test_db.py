@@ -22,6 +22,7 @@ import unittest
 import main
 from tests import support
 from tests.support import RunningServer, call
+from tests.test_frontends import lifecycle_body, stored
 
 WRITE_SECONDS = 1.5
 MAX_WRITES = 400
@@ -86,6 +87,50 @@ class DbTest(unittest.TestCase):
             self.assertEqual(call(s.port, "GET", "/v1/threads/t1").json()["metadata"], {"a": "b"})
             self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 1)
             self.assertEqual([m["content"] for m in before][-1], run.json()["completion"])
+
+    def test_a_locked_file_never_stalls_running_streams(self):
+        # Another process holds the file's write lock for a while: the requests that write wait
+        # for it, off the loop thread, while a stream that is already running keeps its pace.
+        with RunningServer(db=self.path, delay=0.05) as s, support.connect(s.port) as sock:
+            body = json.dumps({"stream": True, "messages": user("hi"),
+                               "mock": {"reply_text": "tick " * 30}}).encode()  # about 1.6 s
+            sock.sendall(support.request_bytes("POST", "/v1/pipes/run", body=body,
+                                               headers={"Content-Type": "application/json",
+                                                        "Connection": "close"}))
+            self.assertIn(b" 200 ", sock.recv(65536))  # running: stored, now paced on the loop
+            holder = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+            holder.execute("BEGIN IMMEDIATE")
+            waiting = {}
+            writer = threading.Thread(target=lambda: waiting.update(
+                r=call(s.port, "POST", "/v1/threads", {"messages": user("later")})))
+            writer.start()
+            gaps, last = [], time.monotonic()
+            release_at = last + 0.6
+            while True:
+                if holder is not None and time.monotonic() > release_at:
+                    holder.execute("ROLLBACK")
+                    holder.close()
+                    holder = None
+                data = sock.recv(65536)
+                now = time.monotonic()
+                if not data:
+                    break
+                gaps.append(now - last)
+                last = now
+            writer.join(10)
+            if holder is not None:
+                holder.close()
+        self.assertLess(max(gaps), 0.5, gaps)  # no stall while the lock was held
+        self.assertEqual(waiting["r"].status, 200, waiting["r"].body)  # the write went through once the lock went
+
+    def test_a_lifecycle_reply_stored_at_the_end_of_its_stream(self):
+        # The reply is written when the stream completes: on the store's worker thread.
+        with RunningServer(db=self.path) as s:
+            streamed = call(s.port, "POST", "/api/stream", lifecycle_body("chat-db"))
+            after = stored(s, "chat-db")
+        start = re.search(rb"event: message-start\ndata: (.*)\n", streamed.body)
+        message_id = json.loads(start.group(1))["messageId"]
+        self.assertEqual([(m["role"], m["id"]) for m in after], [("user", "u1"), ("assistant", message_id)])
 
     def test_sigkill_during_heavy_writes_loses_no_acknowledged_write(self):
         proc, port = self.start()
