@@ -7,8 +7,8 @@ Starts ``python3 main.py --port 0`` from ``--root`` (this checkout by default), 
 own (deleted when it stops) and repeats a seeded random choice of: a paced stream, a zero-delay stream on every route and wire format, a hang-up
 mid-stream with FIN or with RST, a slow reader, thread writes (create, append, read, delete), a
 bad request, and a fault scenario. It samples the server's RSS, threads and open descriptors
-(``/proc``) at the start, every ``--sample-seconds`` and after the clients stop and the server
-settles, and prints the samples, the outcomes by action, and the command. Loopback only; every
+(``/proc``) at the start, every ``--sample-seconds``, after the clients stop and the server
+settles, and again after ``POST /mock/reset`` drops what the mock keeps on purpose, and prints the samples, the outcomes by action, and the command. Loopback only; every
 wait is bounded; the exit status is 1 if any response was a 5xx or unexpected.
 
     python3 bench/soak.py --minutes 1 --clients 200
@@ -215,6 +215,13 @@ async def soak(port: int, pid: int, clients: int, seconds: float, every: float, 
     await asyncio.wait(tasks, timeout=2 * STEP_TIMEOUT + 5)
     await asyncio.sleep(6.0)  # past the keep-alive and linger deadlines
     samples.append(("clients gone, threads deleted", sample(pid)))
+    # What is left is what the mock keeps on purpose (every run without a threadId makes a
+    # thread; the run log, the journal): POST /mock/reset lets it all go, so what RSS still
+    # holds after that is the allocator's, or a leak.
+    status, data = await exchange(port, request("POST", "/mock/reset"))
+    expect(status, (200,), data, "reset")
+    await asyncio.sleep(2.0)
+    samples.append(("after POST /mock/reset", sample(pid)))
     return samples, outcomes, failures
 
 
