@@ -151,7 +151,9 @@ class App:
     float), ``new_id`` (UUID string factory), ``created`` (int seconds: every chunk's
     ``created``, so replays are byte-identical), ``started`` (monotonic seconds at start) and
     ``load`` (callable returning ``{"open_streams": int, "connections": int}``: streams being
-    sent and connections open, from the loop).
+    sent and connections open, from the loop). Attached by the server: ``pipes``, ``traces``,
+    ``memory``, ``fixtures``, ``journal``, ``upstream`` (None without ``--upstream``),
+    ``upstream_results`` and ``worker`` (an executor that runs routes, with ``--db``; else None).
     """
 
     def __init__(self, settings: Any, store: Any, runs: Any, tokens: Any, clock: Callable[[], float],
@@ -165,6 +167,16 @@ class App:
         self.created = int(clock())
         self.started = started
         self.load = load
+        # Parts the server attaches when it builds its state (main.Server); None where a
+        # test's App does without them.
+        self.pipes: Any = None  # stores.PipeStore
+        self.traces: Any = None  # stores.TraceLog
+        self.memory: Any = None  # memory.MemoryStore
+        self.fixtures: Any = None  # fixtures.FixtureSet
+        self.journal: Any = None  # journal.Journal
+        self.upstream: Any = None  # upstream.Upstream (--upstream)
+        self.upstream_results: Dict[str, Any] = {}  # request id -> the upstream's reply
+        self.worker: Any = None  # concurrent.futures executor for routes (--db)
 
 
 # --- errors ---------------------------------------------------------------------------------

@@ -491,7 +491,7 @@ class HttpConnection:
                 ("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS),
                 ("Access-Control-Max-Age", "86400"),
             ])
-        elif getattr(self.app, "worker", None) is not None:
+        elif self.app.worker is not None:
             # The store is a file (--db): a route may wait on the disk or on another process's
             # lock, so it runs on the store's worker thread and the loop goes on pacing.
             future = self.app.worker.submit(routes.dispatch, self.app, request)

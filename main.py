@@ -542,7 +542,6 @@ class Server(ThreadingHTTPServer):
                            if settings.db else None)
         self.app.upstream = (upstream.Upstream(settings.upstream, settings.upstream_key, settings.upstream_timeout,
                                                settings.record) if settings.upstream else None)
-        self.app.upstream_results = {}  # request id -> the upstream's reply, for the route's second run
         self.store = self.app.store
         self.limits = Limits(settings.head_timeout, settings.body_timeout, settings.keep_alive_timeout,
                              settings.max_body_bytes)

@@ -79,8 +79,8 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
             run's record is published first.
     """
     settings = app.settings
-    book = getattr(app, "fixtures", None)
-    live = getattr(app, "upstream", None)
+    book = app.fixtures
+    live = app.upstream
     fixture = None
     fetched = live and app.upstream_results.pop(http_request.request_id, None)
     if isinstance(fetched, upstream.UpstreamError):
@@ -213,7 +213,7 @@ def store_reply_when_complete(app: App, run: Run, response: StreamResponse, thre
         yield from response.plan
         if run.fault and run.scenario.fault in ("error_frame", "disconnect"):
             return
-        worker = getattr(app, "worker", None)
+        worker = app.worker
         if worker is not None:
             worker.submit(store)  # a file store (--db): not on the loop that runs this plan
         else:

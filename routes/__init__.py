@@ -191,7 +191,7 @@ def dispatch(app: App, request: Request) -> Response:
         response = _answer(app, request)
     except upstream.UpstreamPending as pending:
         return _after_upstream(app, request, pending.job)
-    book = getattr(app, "journal", None)
+    book = app.journal
     if book is not None and not request.path.startswith("/mock/"):
         run_id = next((value for name, value in response.headers if name == "lb-mock-run-id"), None)
         record = app.runs.get(run_id) if run_id is not None else None
