@@ -175,7 +175,7 @@ class App:
         self.fixtures: Any = None  # fixtures.FixtureSet
         self.journal: Any = None  # journal.Journal
         self.upstream: Any = None  # upstream.Upstream (--upstream)
-        self.upstream_results: Dict[str, Any] = {}  # request id -> the upstream's reply
+        self.upstream_results: Dict[str, Any] = {}  # request id -> the upstream.Job answering it
         self.worker: Any = None  # concurrent.futures executor for routes (--db)
 
 

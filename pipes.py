@@ -43,6 +43,7 @@ __all__ = [
     "TextDelta",
     "ToolCallDelta",
     "Finish",
+    "Failed",
     "seeded_random",
     "LazyRandom",
     "request_digest",
@@ -215,7 +216,17 @@ class Finish(NamedTuple):
     usage: Usage
 
 
-Event = Union[Start, TextDelta, ToolCallDelta, Finish]
+class Failed(NamedTuple):
+    """A reply that was streaming broke off (a live upstream failed mid-stream): ``status``
+    (int), ``code`` and ``message`` for the format's in-band error event, which ends the
+    stream (``scenario.shape`` sends it; encoders never see this event)."""
+
+    status: int
+    code: str
+    message: str
+
+
+Event = Union[Start, TextDelta, ToolCallDelta, Finish, Failed]
 
 
 # --- request parsing ----------------------------------------------------------------------
@@ -417,6 +428,18 @@ class LazyRandom(random.Random):
         return super().getrandbits(k)
 
 
+def completion_id(seed: int, digest: str) -> str:
+    """The completion id (``chatcmpl-`` and 32 hex digits) that ``choose_reply`` and
+    ``scripted_reply`` give a request with this ``digest`` under ``seed``: a reply still
+    arriving (``upstream.LiveReply``) names its chunks with it before its text is known."""
+    return "chatcmpl-%032x" % seeded_random(seed, digest, "reply").getrandbits(128)
+
+
+def prompt_token_count(request: RunRequest) -> int:
+    """``usage.prompt_tokens`` of a run: ``tokenize`` pieces in every message's text."""
+    return sum(len(tokenize(message_text(m["content"]))) for m in request.messages)
+
+
 def choose_reply(
     request: RunRequest,
     replies: Sequence[str],
@@ -445,7 +468,7 @@ def choose_reply(
     """
     rng = seeded_random(seed, digest or request_digest(request), "reply")
     completion_id = "chatcmpl-%032x" % rng.getrandbits(128)
-    prompt_tokens = sum(len(tokenize(message_text(m["content"]))) for m in request.messages)
+    prompt_tokens = prompt_token_count(request)
     last_role = request.messages[-1]["role"] if request.messages else None
     if request.tools and request.tool_choice != "none" and last_role != "tool":
         if request.tool_choice not in (None, "auto", "required"):
@@ -497,7 +520,7 @@ def scripted_reply(
     every replay. Raises ``InvalidRequest`` past ``max_chars`` characters."""
     rng = seeded_random(seed, digest, "reply")
     completion_id = "chatcmpl-%032x" % rng.getrandbits(128)
-    prompt_tokens = sum(len(tokenize(message_text(m["content"]))) for m in request.messages)
+    prompt_tokens = prompt_token_count(request)
     if calls:
         tool_calls = tuple(ToolCall(id or "call_%024x" % rng.getrandbits(96), name, arguments)
                            for id, name, arguments in calls)
@@ -592,11 +615,18 @@ def text_deltas(pieces: Tuple[str, ...]) -> Tuple[TextDelta, ...]:
     return deltas
 
 
-def reply_events(reply: Reply) -> Iterator[Event]:
+def reply_events(reply: Any) -> Iterator[Event]:
     """Yield the reply's chat events, lazily: ``Start``, then one ``TextDelta`` per piece (or,
     for each tool call in turn, a ``ToolCallDelta`` naming the call with its ``index`` and one
     per arguments piece), then
-    ``Finish`` with the reply's usage."""
+    ``Finish`` with the reply's usage.
+
+    ``reply`` is a ``Reply``, or a reply still arriving (``upstream.LiveReply``, anything that
+    is not a ``Reply`` but has ``events()``): its events come as they arrive, with a
+    ``steps.Wait`` whenever the next one is not in yet, and may end in ``Failed``."""
+    if type(reply) is not Reply:
+        yield from reply.events()
+        return
     if reply.text is not None:
         yield Start("")
         yield from text_deltas(reply.pieces)

@@ -13,9 +13,10 @@ reply. It has its own room because that order is a rule of its own, shared by ev
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
-from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 import fixtures
 import pipes
@@ -24,14 +25,14 @@ import threads
 import upstream
 from api import App, BadRequest, MockFault, NotFound, Request, StreamResponse
 
-__all__ = ["Run", "prepare", "publish", "stream", "store_run", "store_reply_when_complete"]
+__all__ = ["Run", "prepare", "publish", "stream", "store_run", "store_reply_when_complete", "final_reply"]
 
 log = logging.getLogger(__name__)
 
 
 class Run(NamedTuple):
     """A prepared run: ``request`` (``pipes.RunRequest``), resolved ``scenario``, its seeded
-    ``rng``, the ``reply`` (``pipes.Reply``), whether the ``fault`` fires, ``run_id`` (str),
+    ``rng``, the ``reply`` (``pipes.Reply``, or an ``upstream.LiveReply`` still arriving), whether the ``fault`` fires, ``run_id`` (str),
     the ground-truth ``record`` (dict, published by ``publish``), the ``headers`` every
     response of the run carries (``lb-mock-seed``, ``lb-mock-run-id``) and ``waits`` (seconds
     before each chat event, from a fixture's ``delays``, or None: the scenario paces it)."""
@@ -60,7 +61,7 @@ def fault_headers(sc: scenario.Scenario) -> List[Tuple[str, str]]:
 
 def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: Any,
             layers: Iterable[dict] = (), wire: str = "langbase", model: Optional[str] = None,
-            pipe: Optional[str] = None) -> Run:
+            pipe: Optional[str] = None, live: bool = False) -> Run:
     """Resolve the scenario, choose the reply and draw the fault; nothing is stored yet.
 
     The reply is the first fixture's that matches (``app.fixtures``, see ``fixtures``; its
@@ -69,6 +70,11 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     the route is run again with the fetched reply in ``app.upstream_results``), else a
     built-in one per ``reply_mode`` (sample texts, ``echo``, ``lorem``). ``pipe`` is the pipe name the run
     names, for the fixtures' ``pipe`` rule.
+
+    ``live`` says the route can serve a reply while it arrives: a streamed run then starts as
+    soon as the upstream answers, its ``reply`` an ``upstream.LiveReply`` (``id`` and
+    ``events()``; see ``live_reply``). Such a run's record is published when the reply ends
+    (``publish``), and its reply stored then (``store_run``, ``store_reply_when_complete``).
 
     Raises:
         BadRequest: a scenario setting is invalid, or the stream would last too long.
@@ -80,19 +86,22 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     """
     settings = app.settings
     book = app.fixtures
-    live = app.upstream
-    fixture = None
-    fetched = live and app.upstream_results.pop(http_request.request_id, None)
-    if isinstance(fetched, upstream.UpstreamError):
-        raise fetched
-    if fetched is not None:
-        fixture = fetched  # the upstream's reply, fetched for this very request: no matching again
+    fixture = job = None
+    fetched = app.upstream_results.pop(http_request.request_id, None) if app.upstream else None
+    if fetched is not None and not fetched.done.is_set():
+        if not (live and request.stream):
+            raise upstream.UpstreamPending(fetched, whole=True)
+        job = fetched  # the upstream has answered and is streaming: serve it as it comes
+    elif fetched is not None and isinstance(fetched.result, upstream.UpstreamError):
+        raise fetched.result
+    elif fetched is not None:
+        fixture = fetched.result  # the upstream's reply, fetched for this very request: no matching again
     elif book is not None:
         facts = fixtures.Facts(wire, http_request.path, model or settings.model, pipe,
                                lambda: _turn(app, request))
         fixture = book.match(request, facts)
-        if fixture is None and live:
-            raise upstream.UpstreamPending(live.start(request, model or settings.model))
+        if fixture is None and app.upstream:
+            raise upstream.UpstreamPending(app.upstream.start(request, model or settings.model))
         if fixture is None and settings.strict_fixtures:
             raise NotFound("No fixture matched %s %s (wire %s, model %r, last user message %r) and the "
                            "server runs with --strict; add a fixture for it (GET /mock/fixtures lists them)."
@@ -106,7 +115,9 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     digest = pipes.request_digest(request)
     rng = pipes.seeded_random(sc.seed, digest, "scenario", lazy=True)
     split = scenario.splitter(sc, rng)
-    if fixture is not None and fixture.scripted:
+    if job is not None:
+        reply: Any = upstream.LiveReply(job, request, sc.seed, digest, split, settings.max_reply_chars)
+    elif fixture is not None and fixture.scripted:
         reply = pipes.scripted_reply(request, sc.seed, digest, split, fixture.text, fixture.chunks,
                                      fixture.calls, settings.max_reply_chars)
     else:
@@ -118,7 +129,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
             chooser = request._replace(variables={})
         reply = pipes.choose_reply(chooser, replies, sc.seed, split, digest, max_chars=settings.max_reply_chars)
     fault = scenario.fault_fires(sc, rng)
-    seconds = scenario.planned_seconds(sc, len(reply.pieces) + 2)
+    seconds = 0.0 if job is not None else scenario.planned_seconds(sc, len(reply.pieces) + 2)
     if fixture is not None and fixture.delays is not None and sc.fixture_timing == "recorded":
         seconds = sum(fixture.delays)
     if request.stream and seconds > scenario.MAX_STREAM_SECONDS:
@@ -130,13 +141,13 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     headers = [("lb-mock-seed", str(sc.seed)), ("lb-mock-run-id", run_id)]
     record = {
         "run_id": run_id, "format": wire, "seed": sc.seed, "stream": request.stream,
-        "thread_id": None, "id": reply.id, "created": app.created,
-        "model": model or settings.model, "text": reply.text, "deltas": reply.pieces,  # a tuple, shared with the reply
-        "tool_calls": pipes.reply_message(reply)["tool_calls"],
-        "usage": reply.usage.as_dict(), "finish_reason": reply.finish_reason,
+        "thread_id": None, "id": reply.id, "created": app.created, "model": model or settings.model,
+        "text": None, "deltas": (), "tool_calls": None, "usage": None, "finish_reason": None,  # the reply's, below
         "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read
-        "fixture": fixture.name if fixture is not None else None,
+        "fixture": "upstream" if job is not None else fixture.name if fixture is not None else None,
     }
+    if job is None:
+        _record_reply(record, reply)
     waits = fixture.waits() if fixture is not None and sc.fixture_timing == "recorded" else None
     run = Run(request, sc, rng, reply, fault, run_id, record, headers, waits)
     if fixture is not None and fixture.error is not None:
@@ -145,11 +156,40 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
         publish(app, run)
         raise MockFault(status, code, message, headers, explicit_code=True)
     if fault and sc.fault == "http_error":
-        publish(app, run)
+        if job is not None:
+            job.cancel()  # the fault is the reply: nothing of the upstream's goes out
+            _record_partial(record, request, (), None)
+            app.runs.add(run_id, record)
+        else:
+            publish(app, run)
         raise MockFault(sc.fault_status, sc.error_code,
                         "Mock fault: HTTP %d (fault=http_error)." % sc.fault_status,
                         headers + fault_headers(sc), explicit_code=sc.fault_code is not None)
     return run
+
+
+def _record_reply(record: dict, reply: pipes.Reply) -> None:
+    """Fill the reply's fields of a run record: ``text``, ``deltas`` (a tuple, shared with the
+    reply), ``tool_calls``, ``usage``, ``finish_reason``."""
+    record.update(text=reply.text, deltas=reply.pieces, tool_calls=pipes.reply_message(reply)["tool_calls"],
+                  usage=reply.usage.as_dict(), finish_reason=reply.finish_reason)
+
+
+def _record_partial(record: dict, request: pipes.RunRequest, pieces: Tuple[str, ...],
+                    error: Optional[Tuple[int, str, str]]) -> None:
+    """Fill a run record for a live reply that did not finish: the text ``pieces`` that arrived,
+    ``finish_reason`` null, and ``error`` (``{"status", "code", "message"}``) when given."""
+    usage = pipes.Usage(pipes.prompt_token_count(request), len(pieces))
+    record.update(text="".join(pieces), deltas=pieces, tool_calls=None, usage=usage.as_dict(), finish_reason=None)
+    if error is not None:
+        record["error"] = dict(zip(("status", "code", "message"), error))
+
+
+def final_reply(run: Run) -> Optional[pipes.Reply]:
+    """The run's whole ``pipes.Reply``: ``run.reply``, or for a live reply the one it ended with
+    (None while it streams, or when it did not finish)."""
+    reply = run.reply
+    return reply.reply if isinstance(reply, upstream.LiveReply) else reply
 
 
 def _turn(app: App, request: pipes.RunRequest) -> int:
@@ -167,41 +207,32 @@ def store_run(app: App, run: Run, thread_id: Optional[str], messages: List[dict]
               create_missing: bool) -> str:
     """Store ``messages`` (then the reply) in a thread in one atomic step and note the thread
     in the run's record. Returns the thread id. Raises ``threads.ThreadNotFound`` or
-    ``threads.StoreFull`` with nothing stored (``ThreadStore.record_run``)."""
-    thread_id = app.store.record_run(thread_id, messages + [pipes.reply_message(run.reply)], create_missing)
+    ``threads.StoreFull`` with nothing stored (``ThreadStore.record_run``).
+
+    A live reply (``upstream.LiveReply``) is not known yet: ``messages`` are stored now (with
+    room kept for the reply), and the reply when it has arrived whole, as a chat backend saves
+    the assistant message once the model has finished; one that does not finish is not
+    stored."""
+    reply = run.reply
+    if not isinstance(reply, upstream.LiveReply):
+        thread_id = app.store.record_run(thread_id, messages + [pipes.reply_message(reply)], create_missing)
+        run.record["thread_id"] = thread_id
+        return thread_id
+    thread_id = app.store.record_run(thread_id, messages, create_missing, reserve=1)
     run.record["thread_id"] = thread_id
+
+    def store(live: upstream.LiveReply) -> None:
+        if live.reply is not None:
+            _store_later(app, run, thread_id, pipes.reply_message(live.reply))
+
+    reply.on_end(store)
     return thread_id
 
 
-def publish(app: App, run: Run) -> None:
-    """Publish the run's ground truth under its run id (``GET /mock/runs/{runId}``); call it
-    once, after everything that can fail, right before the response is returned."""
-    app.runs.add(run.run_id, run.record)
-
-
-def stream(run: Run, encoder: Any, events: Iterator[pipes.Event], waits: Optional[Iterator[float]] = None,
-           headers: Iterable[Tuple[str, str]] = ()) -> StreamResponse:
-    """The run's stream: ``events`` shaped by its scenario (``scenario.shape`` then
-    ``scenario.reframe``), encoded by ``encoder``; ``waits`` replaces the scenario's pacing
-    (seconds before each event) when given, else the run's own (a fixture's ``delays``)."""
-    sc = run.scenario
-    if waits is None and run.waits is not None:
-        waits = iter(run.waits)
-    shaped = scenario.shape(events, encoder, sc, run.rng, run.fault, waits)
-    return StreamResponse(scenario.reframe(shaped, sc, run.rng), list(headers) + run.headers,
-                          sc.body, sc.content_type)
-
-
-def store_reply_when_complete(app: App, run: Run, response: StreamResponse, thread_id: str,
-                              message: dict) -> StreamResponse:
-    """``response`` with ``message`` (the reply, in ``threads.parse_messages`` shape with its
-    ``id``) stored in thread ``thread_id`` once the stream's last step is sent, as a chat
-    backend saves the assistant message after streaming completes. A stream that does not
-    complete stores nothing: one that ends in an in-band error (``fault=error_frame``), a
-    dropped connection (``fault=disconnect``) or a client that hangs up (the plan is dropped
-    unfinished). A store error then (the thread was deleted meanwhile, or filled up) is logged
-    and the stream is not disturbed. With a file store (``app.worker``, ``--db``) the write is
-    handed to the store's worker thread, whose queue keeps it before any later request."""
+def _store_later(app: App, run: Run, thread_id: str, message: dict) -> None:
+    """Append ``message`` to thread ``thread_id`` after a run's reply is known: on the store's
+    worker thread with a file store (``--db``), so the loop that runs streams never waits on
+    disk. A store error (the thread was deleted meanwhile, or filled up) is logged."""
 
     def store() -> None:
         try:
@@ -209,14 +240,66 @@ def store_reply_when_complete(app: App, run: Run, response: StreamResponse, thre
         except (threads.ThreadNotFound, threads.StoreFull, threads.StoreBusy) as exc:
             log.warning("the reply of run %s was not stored in thread %r: %s", run.run_id, thread_id, exc)
 
+    if app.worker is not None:
+        app.worker.submit(store)
+    else:
+        store()
+
+
+def publish(app: App, run: Run) -> None:
+    """Publish the run's ground truth under its run id (``GET /mock/runs/{runId}``); call it
+    once, after everything that can fail, right before the response is returned. A live
+    reply's record is published when the reply ends, with what arrived (and ``error``, and a
+    null ``finish_reason``, if it did not finish)."""
+    reply = run.reply
+    if not isinstance(reply, upstream.LiveReply):
+        app.runs.add(run.run_id, run.record)
+        return
+
+    def end(live: upstream.LiveReply) -> None:
+        if live.reply is not None:
+            _record_reply(run.record, live.reply)
+        else:
+            _record_partial(run.record, run.request, tuple(live.pieces), live.error)
+        app.runs.add(run.run_id, run.record)
+
+    reply.on_end(end)
+
+
+def stream(run: Run, encoder: Any, events: Iterator[pipes.Event], waits: Optional[Iterator[float]] = None,
+           headers: Iterable[Tuple[str, str]] = ()) -> StreamResponse:
+    """The run's stream: ``events`` shaped by its scenario (``scenario.shape`` then
+    ``scenario.reframe``), encoded by ``encoder``; ``waits`` replaces the scenario's pacing
+    (seconds before each event) when given, else the run's own (a fixture's ``delays``). A
+    live reply keeps the upstream's pace: each event goes out as it arrives."""
+    sc = run.scenario
+    live = isinstance(run.reply, upstream.LiveReply)
+    if live:
+        waits = itertools.repeat(0.0)  # the upstream paces a live reply
+    elif waits is None and run.waits is not None:
+        waits = iter(run.waits)
+    shaped = scenario.shape(events, encoder, sc, run.rng, run.fault, waits, live)
+    return StreamResponse(scenario.reframe(shaped, sc, run.rng), list(headers) + run.headers,
+                          sc.body, sc.content_type)
+
+
+def store_reply_when_complete(app: App, run: Run, response: StreamResponse, thread_id: str,
+                              message: Callable[[pipes.Reply], dict]) -> StreamResponse:
+    """``response`` with ``message(reply)`` (the run's whole reply, ``final_reply``, as a
+    message in ``threads.parse_messages`` shape with its ``id``) stored in thread
+    ``thread_id`` once the stream's last step is sent, as a chat backend saves the assistant
+    message after streaming completes. A stream that does not complete stores nothing: one
+    that ends in an in-band error (``fault=error_frame``, a live upstream that failed), a
+    dropped connection (``fault=disconnect``) or a client that hangs up (the plan is dropped
+    unfinished). A store error then (the thread was deleted meanwhile, or filled up) is logged
+    and the stream is not disturbed. With a file store (``app.worker``, ``--db``) the write is
+    handed to the store's worker thread, whose queue keeps it before any later request."""
+
     def plan() -> Iterator[Any]:
         yield from response.plan
-        if run.fault and run.scenario.fault in ("error_frame", "disconnect"):
+        reply = final_reply(run)
+        if reply is None or run.fault and run.scenario.fault in ("error_frame", "disconnect"):
             return
-        worker = app.worker
-        if worker is not None:
-            worker.submit(store)  # a file store (--db): not on the loop that runs this plan
-        else:
-            store()
+        _store_later(app, run, thread_id, message(reply))
 
     return response._replace(plan=plan())

@@ -24,7 +24,7 @@ import re
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 from urllib.parse import unquote
 
-from pipes import TextDelta, tokenize
+from pipes import Failed, TextDelta, tokenize
 from steps import Close, Step, Wait, Write
 from threads import InvalidRequest
 
@@ -510,16 +510,19 @@ def shape(
     rng: random.Random,
     fault: bool,
     waits: Optional[Iterator[float]] = None,
+    live: bool = False,
 ) -> Iterator[Step]:
     """Turn chat events into the shaped plan of a stream body (before byte and HTTP framing).
 
     See ``_shaped`` for what each setting does. ``waits``, when given, yields the seconds to
     wait before each event instead of ``ttft``/``delay`` (a token-stream subscriber follows
-    its generation's timeline). A scenario that changes nothing but pacing takes a lean path
+    its generation's timeline). ``live`` says the events are still arriving
+    (``upstream.LiveReply``): they may include ``Wait`` steps (nothing new yet) and end in
+    ``pipes.Failed``. A scenario that changes nothing but pacing takes a lean path
     (``_plain``) with the same steps and less work per event; the tests hold the two to the
     same output.
     """
-    if not fault and not scenario.jitter and scenario.is_plain():
+    if not live and not fault and not scenario.jitter and scenario.is_plain():
         return _plain(events, encoder, scenario.ttft, scenario.interval, waits)
     return _shaped(events, encoder, scenario, rng, fault, waits)
 
@@ -587,7 +590,9 @@ def _shaped(
     ``disconnect`` ends with ``Close`` (or at ``fault_after_seconds`` into the stream);
     ``stall`` waits ``stall`` seconds; ``corrupt`` cuts the next event's JSON in half.
     When the stream is paced, every write is followed by a ``Wait`` (``Wait(0)`` at least),
-    so each event is its own write.
+    so each event is its own write. A ``Wait`` among the events (a live reply waiting for its
+    next piece) passes through as it is (it counts toward ``fault_after_seconds``); a
+    ``pipes.Failed`` event sends the format's error event and ends the body without ``[DONE]``.
     """
     sc = scenario
     lines = _Lines(sc.line_ending, rng)
@@ -651,6 +656,17 @@ def _shaped(
     fired = timed or kind == "none"
     first = True
     for event in events:
+        if type(event) is Wait:  # a live reply: its next event is not in yet
+            if timed and elapsed + event.seconds >= sc.fault_after_seconds:
+                yield Wait(max(0.0, sc.fault_after_seconds - elapsed))
+                yield Close(sc.disconnect == "reset")
+                return
+            elapsed += event.seconds
+            yield event
+            continue
+        if type(event) is Failed:  # a live reply broke off: the format's error event ends it
+            yield Write(decorate(encoder.error(event.status, event.code, event.message)))
+            return
         frame = encoder.encode(event)
         if not fired and sent == sc.fault_after:
             fired = True

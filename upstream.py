@@ -16,8 +16,13 @@ passed on, with its message), a stream that ends before ``data: [DONE]`` (502), 
 upstream slower than its deadline (504 ``GATEWAY_TIMEOUT``). The key sent upstream comes from
 the environment (``LB_MOCK_UPSTREAM_KEY``); it is never logged, written or sent back.
 
-The stream starts when the upstream's reply is complete (then its chunks go out with their
-original waits), not while the upstream is still producing it.
+A streamed run on a route that serves one reply (``/v1/pipes/run``, ``/v1/agent/run``,
+``/v1/chat/completions``, ``/api/chat``, ``/api/stream``, an ``EventSource`` route on its
+first connection) is served live once the upstream answers 200: each text piece goes out as
+it arrives (``LiveReply``), and a failure after that becomes the format's in-band error
+event. The other runs (JSON answers, an ``EventSource`` resuming after ``Last-Event-ID``,
+token streams shared by subscribers) start when the upstream's reply is complete, and then
+its chunks go out with their original waits.
 """
 
 from __future__ import annotations
@@ -33,13 +38,15 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import fixtures
 import pipes
 from api import ApiError
+from steps import Wait
+from threads import InvalidRequest
 
-__all__ = ["Upstream", "Job", "UpstreamError", "UpstreamPending", "request_body", "parse_url", "MAX_JOBS", "MAX_REPLY_BYTES"]
+__all__ = ["Upstream", "Job", "LiveReply", "UpstreamError", "UpstreamPending", "request_body", "parse_url", "MAX_JOBS", "MAX_REPLY_BYTES"]
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +68,14 @@ class UpstreamError(ApiError):
 class UpstreamPending(Exception):
     """Raised by ``runs.prepare`` when a run's reply must first come from the upstream:
     ``job`` is the ``Job`` fetching it. ``routes.dispatch`` answers with an
-    ``api.DeferredResponse`` that runs the route again once the job is done."""
+    ``api.DeferredResponse`` that runs the route again once the upstream has answered (its
+    stream can then be served live), or, with ``whole`` true (a run that needs the whole
+    reply), once the job is done."""
 
-    def __init__(self, job: "Job") -> None:
+    def __init__(self, job: "Job", whole: bool = False) -> None:
         super().__init__("waiting for the upstream")
         self.job = job
+        self.whole = whole
 
 
 def parse_url(url: str) -> Tuple[str, str, int, str]:
@@ -105,17 +115,22 @@ def request_body(request: pipes.RunRequest, model: str) -> dict:
 
 
 class Job:
-    """One upstream exchange, run by ``run()`` on a worker thread. ``done`` (a
-    ``threading.Event``) is set when ``result`` holds a ``fixtures.Fixture`` (the reply) or an
-    ``UpstreamError``; ``cancel()`` asks the worker to stop reading (the client left)."""
+    """One upstream exchange, run by ``run()`` on a worker thread. ``answered`` (a
+    ``threading.Event``) is set once the upstream answered 200 and its stream begins;
+    ``pieces`` (list of str) grows by each text piece as it arrives; ``done`` is set when
+    ``result`` holds a ``fixtures.Fixture`` (the whole reply) or an ``UpstreamError``;
+    ``cancel()`` asks the worker to stop reading (the client left). Other threads only read
+    ``pieces`` (by index and length) and the events."""
 
     def __init__(self, upstream: "Upstream", body: dict, user: str, tool_result: bool) -> None:
         self.upstream = upstream
         self.body = body
         self.user = user
         self.tool_result = tool_result
+        self.answered = threading.Event()
         self.done = threading.Event()
         self.cancelled = False
+        self.pieces: List[str] = []
         self.result: Any = None
 
     def cancel(self) -> None:
@@ -162,6 +177,7 @@ class Job:
                                     % (where, exc.strerror or exc)) from None
             if response.status != 200:
                 raise self._http_error(response)
+            self.answered.set()
             return self._read_stream(response, deadline, started, where)
         finally:
             conn.close()
@@ -182,7 +198,7 @@ class Job:
 
     def _read_stream(self, response: http.client.HTTPResponse, deadline: float, started: float,
                      where: str) -> fixtures.Fixture:
-        pieces: List[str] = []
+        pieces = self.pieces
         delays: List[float] = []
         calls: Dict[int, Dict[str, str]] = {}
         last = started
@@ -265,6 +281,95 @@ class Job:
             return fixtures.parse_text(json.dumps(item), "request body")[0]._replace(source="upstream")
         except fixtures.FixtureError as exc:
             raise UpstreamError(502, "BAD_GATEWAY", "The upstream reply cannot be served: %s" % exc.reason) from None
+
+
+POLL_SECONDS = 0.005
+"""How often a live stream looks for the upstream's next piece (seconds): the most it adds to
+a piece's way from the upstream to the client."""
+
+CLOSED_EARLY = (499, "CLIENT_CLOSED_REQUEST", "The stream was closed (the client left, or a fault cut it) "
+                "before the upstream finished; the upstream exchange was cancelled.")
+"""``LiveReply.error`` when the stream ended before the upstream did."""
+
+
+class LiveReply:
+    """A reply the upstream is still streaming, served while it arrives: a streamed run on a
+    route that takes one (``runs.prepare(..., live=True)``) once the upstream answered 200.
+
+    ``id`` is the completion id (``pipes.completion_id``, the one the whole reply and a replay
+    of its recording have), so chunks are named before the text is known. ``events()`` yields
+    ``pipes`` chat events as the job's text pieces arrive (``Start("")``, then a ``TextDelta``
+    per piece), a ``steps.Wait(POLL_SECONDS)`` whenever nothing new is in, and once the
+    upstream is done the rest of the whole reply (``pipes.scripted_reply`` of the job's
+    fixture: its tool calls, then ``Finish`` with usage), so the stream has the bytes that a
+    replay of the recording has. A reply of tool calls streams once it is whole (the scenario
+    cuts their arguments, as on replay). An upstream failure ends the events with
+    ``pipes.Failed``: the client gets its format's in-band error event.
+
+    When the reply ends, ``reply`` is the whole ``pipes.Reply`` (None if it did not finish),
+    ``error`` is ``(status, code, message)`` or None (``CLOSED_EARLY`` when the stream was
+    closed first; the job is then cancelled), ``pieces`` the text pieces that arrived; then
+    each ``on_end`` callback is called once with this object, on the thread running the stream.
+    """
+
+    def __init__(self, job: Job, request: pipes.RunRequest, seed: int, digest: str,
+                 split: Callable[[str], List[str]], max_chars: int) -> None:
+        self.job = job
+        self.id = pipes.completion_id(seed, digest)
+        self.reply: Optional[pipes.Reply] = None
+        self.error: Optional[Tuple[int, str, str]] = None
+        self.pieces: List[str] = job.pieces
+        self._request, self._seed, self._digest, self._split, self._max_chars = request, seed, digest, split, max_chars
+        self._callbacks: List[Callable[["LiveReply"], None]] = []
+        self._ended = False
+
+    def on_end(self, callback: Callable[["LiveReply"], None]) -> None:
+        """Call ``callback(self)`` once the reply has ended (whole, failed or cut short)."""
+        self._callbacks.append(callback)
+
+    def _end(self, reply: Optional[pipes.Reply], error: Optional[Tuple[int, str, str]]) -> None:
+        self._ended = True
+        self.reply, self.error = reply, error
+        for callback in self._callbacks:
+            callback(self)
+
+    def events(self) -> Iterator[Any]:
+        """The chat events as they arrive (see the class docstring)."""
+        job, pieces = self.job, self.job.pieces
+        poll = Wait(POLL_SECONDS)
+        sent = 0
+        try:
+            while True:
+                if sent < len(pieces):
+                    if sent == 0:
+                        yield pipes.Start("")
+                    yield pipes.TextDelta(pieces[sent])
+                    sent += 1
+                elif job.done.is_set():
+                    if sent == len(pieces):  # nothing is added once done is set
+                        break
+                else:
+                    yield poll
+            result = job.result
+            if isinstance(result, UpstreamError):
+                self._end(None, (result.status, result.code, str(result)))
+                yield pipes.Failed(*self.error)
+                return
+            try:
+                reply = pipes.scripted_reply(self._request, self._seed, self._digest, self._split, result.text,
+                                             result.chunks, result.calls, self._max_chars)
+            except InvalidRequest as exc:
+                self._end(None, (502, "BAD_GATEWAY", "The upstream reply cannot be served: %s" % exc))
+                yield pipes.Failed(*self.error)
+                return
+            self._end(reply, None)
+            for event in pipes.reply_events(reply):
+                if sent == 0 or type(event) in (pipes.ToolCallDelta, pipes.Finish):
+                    yield event  # after streamed text, only what was not sent yet
+        finally:
+            if not self._ended:
+                job.cancel()
+                self._end(None, CLOSED_EARLY)
 
 
 class Upstream:

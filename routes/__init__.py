@@ -190,7 +190,7 @@ def dispatch(app: App, request: Request) -> Response:
     try:
         response = _answer(app, request)
     except upstream.UpstreamPending as pending:
-        return _after_upstream(app, request, pending.job)
+        return _after_upstream(app, request, pending.job, pending.whole)
     book = app.journal
     if book is not None and not request.path.startswith("/mock/"):
         run_id = next((value for name, value in response.headers if name == "lb-mock-run-id"), None)
@@ -201,18 +201,26 @@ def dispatch(app: App, request: Request) -> Response:
     return response
 
 
-def _after_upstream(app: App, request: Request, job: upstream.Job) -> DeferredResponse:
-    """Answer once ``job`` is done: the route runs again with the upstream's reply (or error)
-    waiting for it in ``app.upstream_results``; nothing was stored or published before."""
+def _after_upstream(app: App, request: Request, job: upstream.Job, whole: bool) -> DeferredResponse:
+    """Answer once the upstream has answered (its stream begun, or the job done), or with
+    ``whole`` once ``job`` is done: the route runs again with ``job`` waiting for it in
+    ``app.upstream_results`` (``runs.prepare`` takes it from there); nothing was stored or
+    published before. With a file store (``--db``) the route runs on the store's worker."""
 
-    def poll() -> Optional[Response]:
-        if not job.done.is_set():
-            return None
-        app.upstream_results[request.request_id] = job.result
+    def again() -> Response:
+        app.upstream_results[request.request_id] = job
         try:
             return dispatch(app, request)
         finally:
             app.upstream_results.pop(request.request_id, None)
+
+    def poll() -> Optional[Response]:
+        if not (job.done.is_set() or not whole and job.answered.is_set()):
+            return None
+        if app.worker is None:
+            return again()
+        future = app.worker.submit(again)
+        return DeferredResponse(lambda: future.result() if future.done() else None, future.cancel)
 
     return DeferredResponse(poll, job.cancel)
 

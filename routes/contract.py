@@ -151,7 +151,7 @@ COMPONENTS: Dict[str, Any] = {
                       run_id=_STR, format={"enum": list(fixtures.WIRES)}, seed=_INT, stream=_BOOL,
                       thread_id={"type": ["string", "null"]}, id=_STR, created=_INT, model=_STR,
                       text={"type": ["string", "null"]}, deltas=_ARRAY_OF(_STR), tool_calls=_ARRAY_OF(_ref("ToolCall")),
-                      usage=_ref("Usage"), finish_reason={"enum": ["stop", "tool_calls"]},
+                      usage=_ref("Usage"), finish_reason={"enum": ["stop", "tool_calls", None]},
                       fault={"type": ["string", "null"]},
                       scenario={"$ref": "#/components/schemas/Scenario", "type": "object",
                                 "required": list(scenario.SETTINGS)},

@@ -32,7 +32,8 @@ def lobe_chat(request: Request, app: App) -> Response:
     """``POST /api/chat``: Lobe Chat's named-event stream."""
     data = object_body(request)
     run_request, model = formats.parse_lobe_chat(data)
-    run = runs.prepare(app, request, run_request._replace(stream=True), data.get("mock"), wire="lobe", model=model)
+    run = runs.prepare(app, request, run_request._replace(stream=True), data.get("mock"), wire="lobe", model=model,
+                       live=True)
     runs.publish(app, run)
     encoder = formats.LobeEncoder(run.reply.id)
     return runs.stream(run, encoder, encoder.events(run.reply))
@@ -47,7 +48,8 @@ def lifecycle(request: Request, app: App) -> Response:
     data = object_body(request)
     run_request, chat_id, model, users = formats.parse_lifecycle(data)
     run_request = run_request._replace(stream=True, tools=[], tool_choice=None)
-    run = runs.prepare(app, request, run_request, data.get("mock"), wire="lifecycle", model=model)
+    run = runs.prepare(app, request, run_request, data.get("mock"), wire="lifecycle", model=model,
+                       live=True)
     message_id = app.new_id()
     run.record["message_id"] = message_id
     if chat_id is not None:
@@ -58,8 +60,8 @@ def lifecycle(request: Request, app: App) -> Response:
     response = runs.stream(run, encoder, encoder.events(run.reply))
     if chat_id is None:
         return response
-    return runs.store_reply_when_complete(app, run, response, chat_id, dict(pipes.reply_message(run.reply),
-                                                                           id=message_id))
+    return runs.store_reply_when_complete(app, run, response, chat_id,
+                                          lambda reply: dict(pipes.reply_message(reply), id=message_id))
 
 
 DEFAULT_PROMPT = "Hello!"
@@ -87,12 +89,13 @@ def events(request: Request, app: App, payload: str = "openai") -> Response:
     query.pop("lastEventId", None)
     layer = scenario.parse_layer({k: v[-1] for k, v in query.items()}, "query string", from_text=True)
     run_request = pipes.parse_run_request({"messages": [{"role": "user", "content": prompt}], "stream": True})
-    run = runs.prepare(app, request, run_request, None, layers=[layer], wire="eventsource")
+    # A first connection can stream an upstream's reply live; a resuming one needs it whole.
+    run = runs.prepare(app, request, run_request, None, layers=[layer], wire="eventsource", live=after == 0)
     runs.publish(app, run)
     inner = (formats.EventMessageEncoder() if payload == "json"
              else pipes.ChunkEncoder(run.reply.id, app.created, app.settings.model))
     encoder = formats.EventSourceEncoder(inner, EVENTSOURCE_RETRY_MS, after)
-    if after >= encoder.total(run.reply):
+    if after and after >= encoder.total(run.reply):
         return EmptyResponse(204)
     run = run._replace(scenario=resumed(run.scenario, after))
     return runs.stream(run, encoder, encoder.events(run.reply))

@@ -59,7 +59,7 @@ def pipes_run(request: Request, app: App) -> Response:
         reply_request = run_request._replace(messages=messages + run_request.messages,
                                              variables=dict(variables, **run_request.variables))
     run = runs.prepare(app, request, reply_request, data.get("mock"), model=model,
-                       pipe=pipe.config["name"] if pipe is not None else data.get("name"))
+                       pipe=pipe.config["name"] if pipe is not None else data.get("name"), live=True)
     thread_id = runs.store_run(app, run, run_request.thread_id, run_request.messages,
                                not app.settings.strict_threads)
     runs.publish(app, run)
@@ -117,7 +117,7 @@ def agent_run(request: Request, app: App) -> Response:
     header ``LB-LLM-Key``) is neither checked, kept nor sent back."""
     data = object_body(request)
     run_request, model = parse_agent_request(data)
-    run = runs.prepare(app, request, run_request, data.get("mock"), wire="agent", model=model)
+    run = runs.prepare(app, request, run_request, data.get("mock"), wire="agent", model=model, live=True)
     runs.publish(app, run)
     encoder = pipes.ChunkEncoder(run.reply.id, app.created, model)
     if run_request.stream:

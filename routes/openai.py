@@ -18,7 +18,7 @@ def chat_completions(request: Request, app: App) -> Response:
     """``POST /v1/chat/completions``: OpenAI's ``chat.completion`` or its chunk stream."""
     data = object_body(request)
     run_request, model, include_usage = formats.parse_chat_completion(data)
-    run = runs.prepare(app, request, run_request, data.get("mock"), wire="openai", model=model)
+    run = runs.prepare(app, request, run_request, data.get("mock"), wire="openai", model=model, live=True)
     runs.publish(app, run)
     encoder = formats.OpenAIChunkEncoder(run.reply.id, app.created, model, include_usage)
     if run_request.stream:

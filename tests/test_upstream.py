@@ -4,6 +4,7 @@ exchange (no secrets), a record-then-replay that gives identical bytes, and each
 failure as a proper error in the client's format."""
 
 import contextlib
+import http.client
 import io
 import json
 import logging
@@ -24,6 +25,28 @@ REPLY = "Hello from the upstream, in pieces."
 
 def contents(body):
     return [json.loads(d)["choices"][0]["delta"].get("content") for d in sse_data(body)[:-1]]
+
+
+def timed_lines(port, path, body, on_first=None):
+    """POST ``body`` to ``path`` and read the streamed body line by line: ``(response,
+    [(seconds since the request, line bytes)])``; ``on_first(response)`` is called when the
+    first piece of ``REPLY`` arrives."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        start = time.monotonic()
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        lines = []
+        while True:
+            line = response.readline()
+            if not line:
+                return response, lines
+            if on_first is not None and b'"content":"H' in line:
+                on_first(response)
+                on_first = None
+            lines.append((time.monotonic() - start, line))
+    finally:
+        conn.close()
 
 
 class UpstreamTest(unittest.TestCase):
@@ -78,6 +101,94 @@ class UpstreamTest(unittest.TestCase):
             self.assertNotIn(secret, logs.getvalue())
         self.assertIn("recorded an upstream exchange", logs.getvalue())
 
+    def test_a_stream_goes_out_while_the_upstream_is_still_producing_it(self):
+        up = self.server(replies=(REPLY,), delay=0.4)
+        front = self.front(up)
+        seen = {}
+
+        def during(response):  # the first piece is in: the run is not over, its reply not stored yet
+            thread = response.getheader("lb-thread-id")
+            seen["record"] = call(front.port, "GET", "/mock/runs/" + response.getheader("lb-mock-run-id")).status
+            seen["stored"] = call(front.port, "GET", "/v1/threads/%s/messages" % thread).json()
+
+        response, lines = timed_lines(front.port, "/v1/pipes/run", {"stream": True, "messages": ASK}, during)
+        self.assertEqual(response.status, 200)
+        texts = [(t, line) for t, line in lines if line.startswith(b"data: {")]
+        first = next(t for t, line in texts if b'"content":"H' in line)
+        last = texts[-1][0]
+        self.assertLess(first, 1.6)  # the upstream's first piece, not its whole reply (about 3 s)
+        self.assertGreater(last - first, 1.5)
+        self.assertEqual(seen["record"], 404)  # published when the reply ends
+        self.assertEqual([m["role"] for m in seen["stored"]], ["user"])
+        record = call(front.port, "GET", "/mock/runs/" + response.getheader("lb-mock-run-id")).json()
+        self.assertEqual(("".join(record["deltas"]), record["finish_reason"], record["fixture"]),
+                         (REPLY, "stop", "upstream"))
+        thread = response.getheader("lb-thread-id")
+        stored = call(front.port, "GET", "/v1/threads/%s/messages" % thread).json()
+        self.assertEqual([(m["role"], m["content"]) for m in stored], [("user", ASK[0]["content"]), ("assistant", REPLY)])
+
+    def test_every_streaming_route_serves_the_upstream_live(self):
+        up = self.server(replies=(REPLY,), delay=0.05)
+        front = self.front(up)
+        cases = [
+            ("/v1/agent/run", {"model": "openai:gpt-4o-mini", "input": ASK, "stream": True}),
+            ("/v1/chat/completions", {"model": "m", "messages": ASK, "stream": True}),
+            ("/api/chat", {"model": "m", "messages": ASK}),
+            ("/api/stream", {"model": "m", "messages": ASK, "chatId": "chat-live"}),
+            ("/api/events?prompt=Tell+me+something", None),
+            ("/events?prompt=Tell+me+something", None),
+        ]
+        for path, body in cases:
+            with self.subTest(path=path):
+                r = call(front.port, "POST" if body else "GET", path, body)
+                self.assertEqual(r.status, 200)
+                record = call(front.port, "GET", "/mock/runs/" + r.header("lb-mock-run-id")).json()
+                self.assertEqual(("".join(record["deltas"]), record["fixture"]), (REPLY, "upstream"))
+                for piece in record["deltas"]:
+                    self.assertIn(json.dumps(piece).encode(), r.body)
+        stored = call(front.port, "GET", "/v1/threads/chat-live/messages").json()
+        self.assertEqual([(m["role"], m["content"]) for m in stored], [("user", ASK[0]["content"]), ("assistant", REPLY)])
+        # A browser that resumes needs the whole reply to skip what it has: that one waits for it.
+        r = call(front.port, "GET", "/api/events?prompt=Tell+me+something", headers={"Last-Event-ID": "2"})
+        self.assertEqual(r.body.split(b"\n", 1)[0], b"id: 3")
+
+    def test_a_client_that_leaves_a_live_stream_cancels_it_and_nothing_of_the_reply_is_stored(self):
+        up = self.server(replies=(REPLY,), delay=0.3)
+        front = self.front(up)
+        with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
+            body = json.dumps({"stream": True, "messages": ASK}).encode()
+            sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            got = b""
+            while b'"content":"H' not in got:
+                got += sock.recv(65536)
+        head = dict(line.split(": ", 1) for line in got.split(b"\r\n\r\n")[0].decode().split("\r\n")[1:])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            r = call(front.port, "GET", "/mock/runs/" + head["lb-mock-run-id"])
+            if r.status == 200:
+                break
+            time.sleep(0.05)
+        self.assertEqual(r.json()["error"]["status"], 499)
+        self.assertEqual(r.json()["error"]["code"], "CLIENT_CLOSED_REQUEST")
+        self.assertIsNone(r.json()["finish_reason"])
+        stored = call(front.port, "GET", "/v1/threads/%s/messages" % head["lb-thread-id"]).json()
+        self.assertEqual([m["role"] for m in stored], ["user"])
+
+    def test_a_live_stream_with_a_file_store_stores_its_reply(self):
+        up = self.server(replies=(REPLY,), delay=0.05)
+        front = self.front(up, db=os.path.join(self.folder, "mock.db"))
+        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK})
+        self.assertEqual(contents(r.body)[1:-1], call(front.port, "GET", "/mock/runs/" + r.header(
+            "lb-mock-run-id")).json()["deltas"])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            stored = call(front.port, "GET", "/v1/threads/%s/messages" % r.header("lb-thread-id")).json()
+            if len(stored) == 2:
+                break
+            time.sleep(0.05)
+        self.assertEqual(stored[1]["content"], REPLY)
+
     def test_tool_calls_from_the_upstream_reach_every_format(self):
         up = self.server()
         front = self.front(up)
@@ -90,17 +201,20 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual(r.json()["choices"][0]["finish_reason"], "tool_calls")
 
     def test_record_then_replay_gives_identical_bytes(self):
-        up = self.server(replies=(REPLY,), delay=0.01)
+        up = self.server(replies=(REPLY,), delay=0.05)  # slow enough that the streams go out live
         body = {"model": "m", "stream": True, "messages": ASK}
         recorder = self.front(up, fixed=True, record=self.folder)
         first = call(recorder.port, "POST", "/v1/chat/completions", body)
         lb_first = call(recorder.port, "POST", "/v1/pipes/run", dict(body, stream=False))
+        lobe_first = call(recorder.port, "POST", "/api/chat", body)
         replayer = self.server(fixed=True, fixtures=self.folder)  # no upstream at all
         again = call(replayer.port, "POST", "/v1/chat/completions", body)
         lb_again = call(replayer.port, "POST", "/v1/pipes/run", dict(body, stream=False))
+        lobe_again = call(replayer.port, "POST", "/api/chat", body)
         self.assertEqual(first.status, 200)
         self.assertEqual(again.body, first.body)
         self.assertEqual(lb_again.body, lb_first.body)
+        self.assertEqual(lobe_again.body, lobe_first.body)
         self.assertTrue(call(replayer.port, "GET", "/mock/fixtures").json()["fixtures"][0]["name"]
                         .endswith("Tell-me-something"))
 
@@ -144,18 +258,37 @@ class UpstreamTest(unittest.TestCase):
         self.assertIn("The upstream answered HTTP 429: Mock fault", r.json()["error"]["message"])
 
     def test_upstream_hang_up_mid_stream_is_502(self):
-        up = self.server(mock=(("fault", "disconnect"), ("fault_after", 3)))
+        up = self.server(replies=(REPLY,), delay=0.05, mock=(("fault", "disconnect"), ("fault_after", 3)))
         front = self.front(up)
-        r = call(front.port, "POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": ASK})
+        r = call(front.port, "POST", "/v1/chat/completions", {"model": "m", "messages": ASK})
         self.assertEqual(r.status, 502)
         self.assertIn("closed the stream after 3 chunks, before data: [DONE]", r.json()["error"]["message"])
+        # A stream is already live when the upstream hangs up: the pieces that came, then
+        # the format's in-band error, no [DONE]; the record keeps what arrived, and why it ended.
+        r = call(front.port, "POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": ASK})
+        self.assertEqual(r.status, 200)
+        data = sse_data(r.body)
+        error = json.loads(data[-1])["error"]
+        self.assertEqual((error["code"], error["type"]), (None, "server_error"))  # as its HTTP 502 body
+        self.assertIn("closed the stream after 3 chunks", error["message"])
+        received = [json.loads(d)["choices"][0]["delta"].get("content") for d in data[:-1]]
+        record = call(front.port, "GET", "/mock/runs/" + r.header("lb-mock-run-id")).json()
+        self.assertEqual(received, [""] + record["deltas"])
+        self.assertEqual(len(record["deltas"]), 2)  # the upstream's role chunk, then 2 pieces
+        self.assertEqual((record["finish_reason"], record["error"]["status"]), (None, 502))
 
     def test_too_slow_upstream_is_504(self):
         up = self.server(mock=(("ttft", 3.0),))
         front = self.front(up, upstream_timeout=0.5)
-        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK})
+        r = call(front.port, "POST", "/v1/pipes/run", {"messages": ASK})
         self.assertEqual((r.status, r.json()["error"]["code"]), (504, "GATEWAY_TIMEOUT"))
         self.assertIn("within 0.5 s (--upstream-timeout)", r.json()["error"]["message"])
+        # The upstream answered 200 at once, so the stream is live: the error comes in-band.
+        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK})
+        self.assertEqual(r.status, 200)
+        error = json.loads(sse_data(r.body)[-1])["error"]
+        self.assertEqual((error["status"], error["code"]), (504, "GATEWAY_TIMEOUT"))
+        self.assertIn("within 0.5 s (--upstream-timeout)", error["message"])
 
     def test_flags(self):
         for argv, words in ((["--record", self.folder], "--record needs --upstream"),
