@@ -47,10 +47,13 @@ class Request:
     (``HTTP/1.0`` or ``HTTP/1.1``), ``headers`` (``email.message.Message``: case-insensitive
     ``get``/``get_all``, values as sent), ``body`` (bytes, exactly ``Content-Length``),
     ``params`` (dict of path parameters, filled by routing), ``request_id`` (str, sent back as
-    ``lb-request-id``), ``client`` (str ``host:port``).
+    ``lb-request-id``), ``client`` (str ``host:port``), ``fixture`` (the name of the fixture
+    that answered the run, ``"upstream"`` for the upstream's reply, else None; set by
+    ``runs.prepare`` for the request journal).
     """
 
-    __slots__ = ("method", "path", "query", "version", "headers", "body", "params", "request_id", "client")
+    __slots__ = ("method", "path", "query", "version", "headers", "body", "params", "request_id", "client",
+                 "fixture")
 
     def __init__(self, method: str, path: str, *, query: str = "", version: str = "HTTP/1.1",
                  headers: Optional[Message] = None, body: bytes = b"", request_id: str = "",
@@ -64,6 +67,7 @@ class Request:
         self.params: Dict[str, str] = {}
         self.request_id = request_id
         self.client = client
+        self.fixture: Optional[str] = None
 
     def query_params(self) -> Dict[str, List[str]]:
         """The query string decoded: name -> list of values (blank values kept)."""

@@ -146,6 +146,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
         "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read
         "fixture": "upstream" if job is not None else fixture.name if fixture is not None else None,
     }
+    http_request.fixture = record["fixture"]
     if job is None:
         _record_reply(record, reply)
     waits = fixture.waits() if fixture is not None and sc.fixture_timing == "recorded" else None

@@ -194,10 +194,9 @@ def dispatch(app: App, request: Request) -> Response:
     book = app.journal
     if book is not None and not request.path.startswith("/mock/"):
         run_id = next((value for name, value in response.headers if name == "lb-mock-run-id"), None)
-        record = app.runs.get(run_id) if run_id is not None else None
         book.add(time=app.clock(), method=request.method, path=request.path, query=request.query,
                  headers=request.headers.raw_items(), body=request.body, status=getattr(response, "status", 200),
-                 run_id=run_id, fixture=record.get("fixture") if record else None, request_id=request.request_id)
+                 run_id=run_id, fixture=request.fixture, request_id=request.request_id)
     return response
 
 

@@ -120,6 +120,8 @@ class UpstreamTest(unittest.TestCase):
         self.assertGreater(last - first, 1.5)
         self.assertEqual(seen["record"], 404)  # published when the reply ends
         self.assertEqual([m["role"] for m in seen["stored"]], ["user"])
+        journal = call(front.port, "GET", "/mock/requests").json()["requests"]
+        self.assertEqual([(e["path"], e["fixture"]) for e in journal][-1], ("/v1/pipes/run", "upstream"))
         record = call(front.port, "GET", "/mock/runs/" + response.getheader("lb-mock-run-id")).json()
         self.assertEqual(("".join(record["deltas"]), record["finish_reason"], record["fixture"]),
                          (REPLY, "stop", "upstream"))
