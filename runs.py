@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 class Run(NamedTuple):
     """A prepared run: ``request`` (``pipes.RunRequest``), resolved ``scenario``, its seeded
-    ``rng``, the ``reply`` (``pipes.Reply``, or an ``upstream.LiveReply`` still arriving), whether the ``fault`` fires, ``run_id`` (str),
-    the ground-truth ``record`` (dict, published by ``publish``), the ``headers`` every
+    ``rng``, the ``reply`` (``pipes.Reply``, or an ``upstream.LiveReply`` still arriving),
+    whether the ``fault`` fires, ``run_id`` (str), the ground-truth ``record`` (dict, published by ``publish``), the ``headers`` every
     response of the run carries (``lb-mock-seed``, ``lb-mock-run-id``) and ``waits`` (seconds
     before each chat event, from a fixture's ``delays``, or None: the scenario paces it)."""
 
@@ -73,7 +73,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
 
     ``live`` says the route can serve a reply while it arrives: a streamed run then starts as
     soon as the upstream answers, its ``reply`` an ``upstream.LiveReply`` (``id`` and
-    ``events()``; see ``live_reply``). Such a run's record is published when the reply ends
+    ``events()``). Such a run's record is published when the reply ends
     (``publish``), and its reply stored then (``store_run``, ``store_reply_when_complete``).
 
     Raises:

@@ -177,6 +177,15 @@ class UpstreamTest(unittest.TestCase):
         stored = call(front.port, "GET", "/v1/threads/%s/messages" % head["lb-thread-id"]).json()
         self.assertEqual([m["role"] for m in stored], ["user"])
 
+    def test_an_http_error_fault_answers_instead_of_a_live_stream(self):
+        up = self.server(replies=(REPLY,), delay=0.05)
+        front = self.front(up)
+        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK,
+                                                        "mock": {"fault": "http_error", "fault_status": 503}})
+        self.assertEqual((r.status, r.json()["error"]["code"]), (503, "SERVICE_UNAVAILABLE"))
+        record = call(front.port, "GET", "/mock/runs/" + r.header("lb-mock-run-id")).json()
+        self.assertEqual((record["fault"], record["deltas"], record["finish_reason"]), ("http_error", [], None))
+
     def test_a_live_stream_with_a_file_store_stores_its_reply(self):
         up = self.server(replies=(REPLY,), delay=0.05)
         front = self.front(up, db=os.path.join(self.folder, "mock.db"))
