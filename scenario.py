@@ -533,16 +533,22 @@ def _plain(
 ) -> Iterator[Step]:
     encode = encoder.encode
     paced = waits is not None or interval > 0 or ttft > 0
+    # No wait before a first event due at once: it leaves with the response head, in one send.
     if waits is not None:
+        first = True
         for event in events:
-            yield Wait(next(waits, 0.0))
+            seconds = next(waits, 0.0)
+            if seconds or not first:
+                yield Wait(seconds)
+            first = False
             yield Write(encode(event))
     elif paced:
         pause = Wait(interval)  # steps are immutable: one object serves every event
         first = True
         for event in events:
             if first:
-                yield Wait(ttft)
+                if ttft:
+                    yield Wait(ttft)
                 first = False
             else:
                 yield pause
@@ -681,10 +687,11 @@ def _shaped(
             before = next(waits, 0.0)
         else:
             before = sc.ttft if first else sc.interval
-        for step in wait(before):
-            yield step
-            if type(step) is Close:
-                return
+        if before or not first or sc.jitter or timed:  # else it leaves with the head, as in _plain
+            for step in wait(before):
+                yield step
+                if type(step) is Close:
+                    return
         first = False
         sent += 1
         yield Write(decorate(frame))

@@ -168,6 +168,16 @@ class ShapeTest(unittest.TestCase):
         self.assertEqual(steps, [Wait(2.0), Write(f[0]), Wait(0.5), Write(f[1]), Wait(0.5), Write(f[2]),
                                  Wait(0.5), Write(f[3]), Wait(0), Write(b"data: [DONE]\n\n")])
 
+    def test_a_first_event_due_at_once_has_no_wait_before_it(self):
+        # So the loop sends it with the response head, in one write (as Node's http does).
+        f = frames()
+        for settings in ({"delay": 0.5}, {"delay": 0.5, "keepalive": 0.2}, {"delay": 0.5, "event_ids": True}):
+            with self.subTest(settings=settings):
+                self.assertEqual(type(plan(**settings)[0]), Write)
+        self.assertEqual(plan(delay=0.5)[:3], [Write(f[0]), Wait(0.5), Write(f[1])])
+        self.assertEqual(plan(delay=0.5, ttft=0.25)[:2], [Wait(0.25), Write(f[0])])
+        self.assertEqual(type(plan(delay=0.5, jitter=0.1)[0]), Wait)  # jittered: its draw is kept
+
     def test_jitter_is_seeded_and_bounded(self):
         a = [s.seconds for s in plan(delay=0.5, jitter=0.1) if type(s) is Wait]
         self.assertEqual(a, [s.seconds for s in plan(delay=0.5, jitter=0.1) if type(s) is Wait])
@@ -215,9 +225,9 @@ class ShapeTest(unittest.TestCase):
     def test_keepalive_splits_long_waits(self):
         steps = plan(delay=1.0, keepalive=0.4)
         ping = Write(b": ping\n\n")
-        self.assertEqual(steps[:6], [Wait(0.0), Write(frames()[0]), Wait(0.4), ping, Wait(0.4), ping])
-        self.assertAlmostEqual(steps[6].seconds, 0.2)
-        self.assertEqual(steps[7], Write(frames()[1]))
+        self.assertEqual(steps[:5], [Write(frames()[0]), Wait(0.4), ping, Wait(0.4), ping])
+        self.assertAlmostEqual(steps[5].seconds, 0.2)
+        self.assertEqual(steps[6], Write(frames()[1]))
         self.assertEqual(steps.count(ping), 6)
 
     def test_event_name_spacing_and_multiline_data(self):
