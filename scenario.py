@@ -207,6 +207,13 @@ class Scenario:
     fault_after_seconds: Optional[float]
     disconnect: str
     stall: float
+    _plain: bool = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Asked for every stream; a Scenario is frozen (and ``build`` hands out the same one
+        # for the same layers), so the answer is worked out once.
+        plain = all(getattr(self, name) == SETTINGS[name].default for name in _SHAPING)
+        object.__setattr__(self, "_plain", plain)
 
     @property
     def interval(self) -> float:
@@ -225,10 +232,7 @@ class Scenario:
 
     def is_plain(self) -> bool:
         """True when nothing but pacing and the reply differ from the defaults (the fast path)."""
-        for name in _SHAPING:
-            if getattr(self, name) != SETTINGS[name].default:
-                return False
-        return True
+        return self._plain
 
 
 def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> Any:
