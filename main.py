@@ -595,6 +595,8 @@ class Server(ThreadingHTTPServer):
                 return
             self._stopped = True
             serving = self._serving
+        if self.app.upstream is not None:
+            self.app.upstream.stop()  # live replies end now, not when their model is done
         if serving:
             self.pacer.stop(drain_seconds)
         self.server_close()

@@ -89,7 +89,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     fixture = job = None
     fetched = app.upstream_results.pop(http_request.request_id, None) if app.upstream else None
     if fetched is not None and not fetched.done.is_set():
-        if not (live and request.stream):
+        if not (live and request.stream and http_request.method != "HEAD"):
             raise upstream.UpstreamPending(fetched, whole=True)
         job = fetched  # the upstream has answered and is streaming: serve it as it comes
     elif fetched is not None and isinstance(fetched.result, upstream.UpstreamError):
@@ -115,20 +115,26 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     digest = pipes.request_digest(request)
     rng = pipes.seeded_random(sc.seed, digest, "scenario", lazy=True)
     split = scenario.splitter(sc, rng)
+    if job is not None and (sc.body == "buffered" or sc.framing == "coalesce"):
+        raise upstream.UpstreamPending(job, whole=True)  # they hold writes back anyway: take it whole
     if job is not None:
-        reply: Any = upstream.LiveReply(job, request, sc.seed, digest, split, settings.max_reply_chars)
-    elif fixture is not None and fixture.scripted:
-        reply = pipes.scripted_reply(request, sc.seed, digest, split, fixture.text, fixture.chunks,
-                                     fixture.calls, settings.max_reply_chars)
+        fault = scenario.fault_fires(sc, rng)  # drawn now: a live reply's pieces come later
+        reply: Any = upstream.LiveReply(job, request, sc.seed, digest, split, settings.max_reply_chars,
+                                        finish_on_close=fault and sc.fault in ("error_frame", "disconnect"))
     else:
-        chooser = request
-        if sc.reply_mode == "sample":
-            replies = scenario.replies_for(sc, settings.replies)
-        else:  # echo and lorem replies are taken as they are: no {{name}} filling
-            replies = (fixtures.last_user_text(request) if sc.reply_mode == "echo" else fixtures.lorem(sc.lorem_words),)
-            chooser = request._replace(variables={})
-        reply = pipes.choose_reply(chooser, replies, sc.seed, split, digest, max_chars=settings.max_reply_chars)
-    fault = scenario.fault_fires(sc, rng)
+        if fixture is not None and fixture.scripted:
+            reply = pipes.scripted_reply(request, sc.seed, digest, split, fixture.text, fixture.chunks,
+                                         fixture.calls, settings.max_reply_chars)
+        else:
+            chooser = request
+            if sc.reply_mode == "sample":
+                replies = scenario.replies_for(sc, settings.replies)
+            else:  # echo and lorem replies are taken as they are: no {{name}} filling
+                replies = (fixtures.last_user_text(request) if sc.reply_mode == "echo"
+                           else fixtures.lorem(sc.lorem_words),)
+                chooser = request._replace(variables={})
+            reply = pipes.choose_reply(chooser, replies, sc.seed, split, digest, max_chars=settings.max_reply_chars)
+        fault = scenario.fault_fires(sc, rng)
     seconds = 0.0 if job is not None else scenario.planned_seconds(sc, len(reply.pieces) + 2)
     if fixture is not None and fixture.delays is not None and sc.fixture_timing == "recorded":
         seconds = sum(fixture.delays)
@@ -142,7 +148,7 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     record = {
         "run_id": run_id, "format": wire, "seed": sc.seed, "stream": request.stream,
         "thread_id": None, "id": reply.id, "created": app.created, "model": model or settings.model,
-        "text": None, "deltas": (), "tool_calls": None, "usage": None, "finish_reason": None,  # the reply's, below
+        "text": None, "deltas": (), "tool_calls": [], "usage": None, "finish_reason": None,  # the reply's, below
         "fault": sc.fault if fault else None, "scenario": sc,  # as_dict() when read
         "fixture": "upstream" if job is not None else fixture.name if fixture is not None else None,
     }
@@ -181,7 +187,7 @@ def _record_partial(record: dict, request: pipes.RunRequest, pieces: Tuple[str, 
     """Fill a run record for a live reply that did not finish: the text ``pieces`` that arrived,
     ``finish_reason`` null, and ``error`` (``{"status", "code", "message"}``) when given."""
     usage = pipes.Usage(pipes.prompt_token_count(request), len(pieces))
-    record.update(text="".join(pieces), deltas=pieces, tool_calls=None, usage=usage.as_dict(), finish_reason=None)
+    record.update(text="".join(pieces), deltas=pieces, tool_calls=[], usage=usage.as_dict(), finish_reason=None)
     if error is not None:
         record["error"] = dict(zip(("status", "code", "message"), error))
 
@@ -221,16 +227,17 @@ def store_run(app: App, run: Run, thread_id: Optional[str], messages: List[dict]
         return thread_id
     thread_id = app.store.record_run(thread_id, messages, create_missing, reserve=1)
     run.record["thread_id"] = thread_id
+    run_id = run.run_id  # the callback must not hold the run, which holds the reply
 
     def store(live: upstream.LiveReply) -> None:
         if live.reply is not None:
-            _store_later(app, run, thread_id, pipes.reply_message(live.reply))
+            _store_later(app, run_id, thread_id, pipes.reply_message(live.reply))
 
     reply.on_end(store)
     return thread_id
 
 
-def _store_later(app: App, run: Run, thread_id: str, message: dict) -> None:
+def _store_later(app: App, run_id: str, thread_id: str, message: dict) -> None:
     """Append ``message`` to thread ``thread_id`` after a run's reply is known: on the store's
     worker thread with a file store (``--db``), so the loop that runs streams never waits on
     disk. A store error (the thread was deleted meanwhile, or filled up) is logged."""
@@ -239,7 +246,7 @@ def _store_later(app: App, run: Run, thread_id: str, message: dict) -> None:
         try:
             app.store.append_new(thread_id, [message])
         except (threads.ThreadNotFound, threads.StoreFull, threads.StoreBusy) as exc:
-            log.warning("the reply of run %s was not stored in thread %r: %s", run.run_id, thread_id, exc)
+            log.warning("the reply of run %s was not stored in thread %r: %s", run_id, thread_id, exc)
 
     if app.worker is not None:
         app.worker.submit(store)
@@ -256,13 +263,14 @@ def publish(app: App, run: Run) -> None:
     if not isinstance(reply, upstream.LiveReply):
         app.runs.add(run.run_id, run.record)
         return
+    record, request = run.record, run.request  # the callback must not hold the run, which holds the reply
 
     def end(live: upstream.LiveReply) -> None:
         if live.reply is not None:
-            _record_reply(run.record, live.reply)
+            _record_reply(record, live.reply)
         else:
-            _record_partial(run.record, run.request, tuple(live.pieces), live.error)
-        app.runs.add(run.run_id, run.record)
+            _record_partial(record, request, tuple(live.pieces), live.error)
+        app.runs.add(record["run_id"], record)
 
     reply.on_end(end)
 
@@ -301,6 +309,6 @@ def store_reply_when_complete(app: App, run: Run, response: StreamResponse, thre
         reply = final_reply(run)
         if reply is None or run.fault and run.scenario.fault in ("error_frame", "disconnect"):
             return
-        _store_later(app, run, thread_id, message(reply))
+        _store_later(app, run.run_id, thread_id, message(reply))
 
     return response._replace(plan=plan())

@@ -601,7 +601,8 @@ def _shaped(
     ``stall`` waits ``stall`` seconds; ``corrupt`` cuts the next event's JSON in half.
     When the stream is paced, every write is followed by a ``Wait`` (``Wait(0)`` at least),
     so each event is its own write. A ``Wait`` among the events (a live reply waiting for its
-    next piece) passes through as it is (it counts toward ``fault_after_seconds``); a
+    next piece) passes through as it is (it counts toward ``fault_after_seconds``, and a
+    keep-alive comment goes out each ``keepalive`` seconds of such waiting); a
     ``pipes.Failed`` event sends the format's error event and ends the body without ``[DONE]``.
     """
     sc = scenario
@@ -665,6 +666,7 @@ def _shaped(
     sent = 0
     fired = timed or kind == "none"
     first = True
+    idle = 0.0  # seconds a live reply has kept the stream waiting since its last write
     for event in events:
         if type(event) is Wait:  # a live reply: its next event is not in yet
             if timed and elapsed + event.seconds >= sc.fault_after_seconds:
@@ -672,8 +674,13 @@ def _shaped(
                 yield Close(sc.disconnect == "reset")
                 return
             elapsed += event.seconds
+            idle += event.seconds
             yield event
+            if sc.keepalive > 0 and idle >= sc.keepalive:
+                idle = 0.0
+                yield Write(comment)  # as a long wait of a paced stream is split
             continue
+        idle = 0.0
         if type(event) is Failed:  # a live reply broke off: the format's error event ends it
             yield Write(decorate(encoder.error(event.status, event.code, event.message)))
             return

@@ -132,10 +132,21 @@ class Job:
         self.cancelled = False
         self.pieces: List[str] = []
         self.result: Any = None
+        self._callbacks: List[Callable[["Job"], None]] = []
+        self._lock = threading.Lock()
 
     def cancel(self) -> None:
         """Stop at the next read; the result is dropped."""
         self.cancelled = True
+
+    def add_done_callback(self, callback: Callable[["Job"], None]) -> None:
+        """Call ``callback(self)`` once ``result`` is set: at once if it is, else on the
+        job's thread when it is."""
+        with self._lock:
+            if not self.done.is_set():
+                self._callbacks.append(callback)
+                return
+        callback(self)
 
     def run(self) -> None:
         """Fetch, parse, record; never raises (errors become ``result``)."""
@@ -150,7 +161,14 @@ class Job:
             self.result = UpstreamError(502, "BAD_GATEWAY", "The upstream exchange failed: %s." % type(exc).__name__)
         finally:
             self.upstream.release()
-            self.done.set()
+            with self._lock:
+                self.done.set()
+                callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                try:
+                    callback(self)
+                except Exception:
+                    log.exception("a callback of an upstream exchange failed")
 
     def _fetch(self) -> fixtures.Fixture:
         up = self.upstream
@@ -291,6 +309,9 @@ CLOSED_EARLY = (499, "CLIENT_CLOSED_REQUEST", "The stream was closed (the client
                 "before the upstream finished; the upstream exchange was cancelled.")
 """``LiveReply.error`` when the stream ended before the upstream did."""
 
+STOPPING = (503, "SERVICE_UNAVAILABLE", "The mock server is stopping; the upstream's reply was cut short.")
+"""``LiveReply.error`` (and its in-band error event) when the server stops mid-stream."""
+
 
 class LiveReply:
     """A reply the upstream is still streaming, served while it arrives: a streamed run on a
@@ -307,19 +328,25 @@ class LiveReply:
     ``pipes.Failed``: the client gets its format's in-band error event.
 
     When the reply ends, ``reply`` is the whole ``pipes.Reply`` (None if it did not finish),
-    ``error`` is ``(status, code, message)`` or None (``CLOSED_EARLY`` when the stream was
-    closed first; the job is then cancelled), ``pieces`` the text pieces that arrived; then
-    each ``on_end`` callback is called once with this object, on the thread running the stream.
+    ``error`` is ``(status, code, message)`` or None, ``pieces`` the text pieces that arrived;
+    then each ``on_end`` callback is called once with this object. When the server stops
+    (``Upstream.stop``) a reply still waiting ends with ``STOPPING``. A stream closed before the
+    upstream finished (the client left, or the response was dropped unsent) cancels the job
+    and ends with ``CLOSED_EARLY``; with ``finish_on_close`` (the run's fault cuts the stream
+    on purpose) the job goes on, and the reply ends when the upstream is done, on the job's
+    thread, as it would have on replay. Callbacks must not hold the run that holds this
+    object, so that a dropped response frees (and so ends) it at once.
     """
 
     def __init__(self, job: Job, request: pipes.RunRequest, seed: int, digest: str,
-                 split: Callable[[str], List[str]], max_chars: int) -> None:
+                 split: Callable[[str], List[str]], max_chars: int, finish_on_close: bool = False) -> None:
         self.job = job
         self.id = pipes.completion_id(seed, digest)
         self.reply: Optional[pipes.Reply] = None
         self.error: Optional[Tuple[int, str, str]] = None
         self.pieces: List[str] = job.pieces
         self._request, self._seed, self._digest, self._split, self._max_chars = request, seed, digest, split, max_chars
+        self._finish_on_close = finish_on_close
         self._callbacks: List[Callable[["LiveReply"], None]] = []
         self._ended = False
 
@@ -328,10 +355,38 @@ class LiveReply:
         self._callbacks.append(callback)
 
     def _end(self, reply: Optional[pipes.Reply], error: Optional[Tuple[int, str, str]]) -> None:
+        if self._ended:
+            return
         self._ended = True
         self.reply, self.error = reply, error
         for callback in self._callbacks:
             callback(self)
+
+    def _end_with_result(self, job: Job) -> None:
+        """End with the finished job's reply (or its error)."""
+        result = job.result
+        if isinstance(result, UpstreamError):
+            self._end(None, (result.status, result.code, str(result)))
+            return
+        try:
+            reply = pipes.scripted_reply(self._request, self._seed, self._digest, self._split, result.text,
+                                         result.chunks, result.calls, self._max_chars)
+        except InvalidRequest as exc:
+            self._end(None, (502, "BAD_GATEWAY", "The upstream reply cannot be served: %s" % exc))
+            return
+        self._end(reply, None)
+
+    def _closed_early(self) -> None:
+        if self._ended:
+            return
+        if self._finish_on_close:
+            self.job.add_done_callback(self._end_with_result)
+        else:
+            self.job.cancel()
+            self._end(None, CLOSED_EARLY)
+
+    def __del__(self) -> None:
+        self._closed_early()  # a response dropped before its stream began (the client left)
 
     def events(self) -> Iterator[Any]:
         """The chat events as they arrive (see the class docstring)."""
@@ -348,28 +403,22 @@ class LiveReply:
                 elif job.done.is_set():
                     if sent == len(pieces):  # nothing is added once done is set
                         break
+                elif job.upstream.stopping.is_set():  # the loop skips waits now: end at once
+                    job.cancel()
+                    self._end(None, STOPPING)
+                    yield pipes.Failed(*STOPPING)
+                    return
                 else:
                     yield poll
-            result = job.result
-            if isinstance(result, UpstreamError):
-                self._end(None, (result.status, result.code, str(result)))
+            self._end_with_result(job)
+            if self.reply is None:
                 yield pipes.Failed(*self.error)
                 return
-            try:
-                reply = pipes.scripted_reply(self._request, self._seed, self._digest, self._split, result.text,
-                                             result.chunks, result.calls, self._max_chars)
-            except InvalidRequest as exc:
-                self._end(None, (502, "BAD_GATEWAY", "The upstream reply cannot be served: %s" % exc))
-                yield pipes.Failed(*self.error)
-                return
-            self._end(reply, None)
-            for event in pipes.reply_events(reply):
+            for event in pipes.reply_events(self.reply):
                 if sent == 0 or type(event) in (pipes.ToolCallDelta, pipes.Finish):
                     yield event  # after streamed text, only what was not sent yet
         finally:
-            if not self._ended:
-                job.cancel()
-                self._end(None, CLOSED_EARLY)
+            self._closed_early()
 
 
 class Upstream:
@@ -384,6 +433,7 @@ class Upstream:
         self.key = key
         self.timeout = timeout
         self.record_dir = record_dir
+        self.stopping = threading.Event()
         self._slots = threading.BoundedSemaphore(MAX_JOBS)
         self._count = itertools.count(1)
         self._lock = threading.Lock()
@@ -401,6 +451,11 @@ class Upstream:
         job = Job(self, request_body(request, model), fixtures.last_user_text(request), last_role == "tool")
         threading.Thread(target=job.run, name="upstream", daemon=True).start()
         return job
+
+    def stop(self) -> None:
+        """The server is stopping: a live reply still waiting for the upstream ends at once
+        with an in-band 503 (``STOPPING``), so shutdown is not held up by a model."""
+        self.stopping.set()
 
     def release(self) -> None:
         self._slots.release()

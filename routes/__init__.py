@@ -16,12 +16,12 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import upstream
 from api import (
     DOMAIN_ERRORS, ApiError, App, DeferredResponse, Forbidden, JsonResponse, MethodNotAllowed, MockFault, NotFound,
-    Request, Response, Route, Unauthorized, domain_error,
+    Request, Response, Route, StreamResponse, Unauthorized, domain_error,
 )
 from routes import contract, frontends, hosts, langbase, memory, mock, openai, playground, tools
 
@@ -194,9 +194,13 @@ def dispatch(app: App, request: Request) -> Response:
     book = app.journal
     if book is not None and not request.path.startswith("/mock/"):
         run_id = next((value for name, value in response.headers if name == "lb-mock-run-id"), None)
+        fixture = request.fixture  # set when this request made the run
+        if fixture is None and run_id is not None:  # one that follows a run made before (a token stream)
+            record = app.runs.get(run_id)
+            fixture = record.get("fixture") if record else None
         book.add(time=app.clock(), method=request.method, path=request.path, query=request.query,
                  headers=request.headers.raw_items(), body=request.body, status=getattr(response, "status", 200),
-                 run_id=run_id, fixture=request.fixture, request_id=request.request_id)
+                 run_id=run_id, fixture=fixture, request_id=request.request_id)
     return response
 
 
@@ -209,9 +213,16 @@ def _after_upstream(app: App, request: Request, job: upstream.Job, whole: bool) 
     def again() -> Response:
         app.upstream_results[request.request_id] = job
         try:
-            return dispatch(app, request)
+            response = dispatch(app, request)
         finally:
             app.upstream_results.pop(request.request_id, None)
+        if type(response) not in (StreamResponse, DeferredResponse):
+            job.cancel()  # an error (or a fault) answered instead: the upstream's reply is not needed
+        return response
+
+    def cancel_both(future: Any) -> None:
+        future.cancel()
+        job.cancel()
 
     def poll() -> Optional[Response]:
         if not (job.done.is_set() or not whole and job.answered.is_set()):
@@ -219,7 +230,7 @@ def _after_upstream(app: App, request: Request, job: upstream.Job, whole: bool) 
         if app.worker is None:
             return again()
         future = app.worker.submit(again)
-        return DeferredResponse(lambda: future.result() if future.done() else None, future.cancel)
+        return DeferredResponse(lambda: future.result() if future.done() else None, lambda: cancel_both(future))
 
     return DeferredResponse(poll, job.cancel)
 

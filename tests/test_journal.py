@@ -123,6 +123,16 @@ class JournalRoutesTest(unittest.TestCase):
             self.assertEqual(call(s.port, "DELETE", "/mock/requests").json(), {"deleted": 3})
             self.assertEqual(call(s.port, "GET", "/mock/requests").json(), {"requests": []})
 
+    def test_a_token_stream_that_follows_a_generation_names_its_fixture(self):
+        with RunningServer() as s:
+            call(s.port, "POST", "/mock/fixtures", {"name": "tokens", "match": {"user": "Hi"},
+                                                     "response": {"text": "Hello"}})
+            call(s.port, "POST", "/api/generate", {"sessionId": "s1", "chatMessageId": "m1", "prompt": "Hi"})
+            call(s.port, "GET", "/api/stream/s1/m1")
+            entries = call(s.port, "GET", "/mock/requests").json()["requests"]
+            self.assertEqual([(e["path"], e["fixture"]) for e in entries],
+                             [("/api/stream/s1/m1", "tokens"), ("/api/generate", "tokens")])
+
     def test_a_body_no_response_could_carry_is_kept_as_its_text(self):
         with RunningServer() as s:
             bad = b'{"messages": [{"role": "user", "content": "\\ud800"}], "apiKey": "sk-1"}'

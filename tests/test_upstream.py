@@ -12,11 +12,14 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 import unittest
 
 import main
-from tests.support import RunningServer, call, sse_data
+import pipes
+import upstream
+from tests.support import ResponseReader, RunningServer, call, sse_data
 
 KEY = "sk-upstream-secret-key-123"
 ASK = [{"role": "user", "content": "Tell me something"}]
@@ -28,20 +31,23 @@ def contents(body):
 
 
 def timed_lines(port, path, body, on_first=None):
-    """POST ``body`` to ``path`` and read the streamed body line by line: ``(response,
-    [(seconds since the request, line bytes)])``; ``on_first(response)`` is called when the
-    first piece of ``REPLY`` arrives."""
+    """POST ``body`` to ``path`` (GET when None) and read the streamed body line by line:
+    ``(response, [(seconds since the request, line bytes)])``; ``on_first(response)`` is called
+    when the first piece of ``REPLY`` (``"Hello``, a JSON string in every format) arrives."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         start = time.monotonic()
-        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        if body is None:
+            conn.request("GET", path)
+        else:
+            conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
         response = conn.getresponse()
         lines = []
         while True:
             line = response.readline()
             if not line:
                 return response, lines
-            if on_first is not None and b'"content":"H' in line:
+            if on_first is not None and b'"Hello' in line:
                 on_first(response)
                 on_first = None
             lines.append((time.monotonic() - start, line))
@@ -130,7 +136,7 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual([(m["role"], m["content"]) for m in stored], [("user", ASK[0]["content"]), ("assistant", REPLY)])
 
     def test_every_streaming_route_serves_the_upstream_live(self):
-        up = self.server(replies=(REPLY,), delay=0.05)
+        up = self.server(replies=(REPLY,), delay=0.1)
         front = self.front(up)
         cases = [
             ("/v1/agent/run", {"model": "openai:gpt-4o-mini", "input": ASK, "stream": True}),
@@ -142,12 +148,15 @@ class UpstreamTest(unittest.TestCase):
         ]
         for path, body in cases:
             with self.subTest(path=path):
-                r = call(front.port, "POST" if body else "GET", path, body)
-                self.assertEqual(r.status, 200)
-                record = call(front.port, "GET", "/mock/runs/" + r.header("lb-mock-run-id")).json()
+                during = []  # the run's record when its first piece came: none yet, if live
+                response, lines = timed_lines(front.port, path, body, lambda response: during.append(call(
+                    front.port, "GET", "/mock/runs/" + response.getheader("lb-mock-run-id")).status))
+                self.assertEqual((response.status, during), (200, [404]))
+                record = call(front.port, "GET", "/mock/runs/" + response.getheader("lb-mock-run-id")).json()
                 self.assertEqual(("".join(record["deltas"]), record["fixture"]), (REPLY, "upstream"))
+                streamed = b"".join(line for _, line in lines)
                 for piece in record["deltas"]:
-                    self.assertIn(json.dumps(piece).encode(), r.body)
+                    self.assertIn(json.dumps(piece).encode(), streamed)
         stored = call(front.port, "GET", "/v1/threads/chat-live/messages").json()
         self.assertEqual([(m["role"], m["content"]) for m in stored], [("user", ASK[0]["content"]), ("assistant", REPLY)])
         # A browser that resumes needs the whole reply to skip what it has: that one waits for it.
@@ -185,6 +194,89 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual((r.status, r.json()["error"]["code"]), (503, "SERVICE_UNAVAILABLE"))
         record = call(front.port, "GET", "/mock/runs/" + r.header("lb-mock-run-id")).json()
         self.assertEqual((record["fault"], record["deltas"], record["finish_reason"]), ("http_error", [], None))
+
+    def test_settings_that_hold_writes_back_take_the_whole_reply_and_the_loop_keeps_serving(self):
+        up = self.server(replies=(REPLY,), delay=0.2)
+        front = self.front(up)
+        for header, value in (("X-Mock-Body", "buffered"), ("X-Mock-Framing", "coalesce")):
+            with self.subTest(header=header):
+                done = {}
+                worker = threading.Thread(target=lambda: done.update(r=call(
+                    front.port, "POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": ASK},
+                    {header: value})))
+                worker.start()
+                time.sleep(0.3)  # the upstream is streaming now
+                start = time.monotonic()
+                self.assertEqual(call(front.port, "GET", "/health").status, 200)
+                self.assertLess(time.monotonic() - start, 0.5)
+                worker.join(10)
+                self.assertEqual("".join(c for c in contents(done["r"].body) if c), REPLY)
+
+    def test_keep_alive_comments_go_out_while_a_live_stream_waits(self):
+        up = self.server(replies=(REPLY,), delay=0.4)
+        front = self.front(up)
+        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK, "mock": {"keepalive": 0.1}})
+        self.assertGreaterEqual(r.body.count(b": ping\n\n"), 10)
+        self.assertEqual("".join(c for c in contents(r.body.replace(b": ping\n\n", b"")) if c), REPLY)
+
+    def test_a_fault_that_cuts_a_live_stream_lets_the_upstream_finish_as_a_replay_would(self):
+        up = self.server(replies=(REPLY,), delay=0.1)
+        front = self.front(up, record=self.folder)
+        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK,
+                                                        "mock": {"fault": "error_frame", "fault_after": 2}})
+        self.assertIn("fault=error_frame", json.loads(sse_data(r.body)[-1])["error"]["message"])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and call(front.port, "GET", "/mock/runs/" + r.header("lb-mock-run-id")).status != 200:
+            time.sleep(0.05)
+        record = call(front.port, "GET", "/mock/runs/" + r.header("lb-mock-run-id")).json()
+        self.assertEqual(("".join(record["deltas"]), record["finish_reason"], record["fault"]), (REPLY, "stop", "error_frame"))
+        self.assertNotIn("error", record)
+        self.assertEqual(len(os.listdir(self.folder)), 1)  # recorded, as any finished exchange
+        stored = call(front.port, "GET", "/v1/threads/%s/messages" % r.header("lb-thread-id")).json()
+        self.assertEqual([m["role"] for m in stored], ["user", "assistant"])
+
+    def test_an_error_answered_instead_of_a_live_stream_cancels_the_upstream(self):
+        up = self.server(replies=(REPLY,), delay=0.1)
+        front = self.front(up, record=self.folder, strict_threads=True)
+        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK,
+                                                        "threadId": "00000000-0000-4000-8000-000000000009"})
+        self.assertEqual(r.status, 404)
+        time.sleep(1.5)  # the upstream's whole reply takes about 1 s
+        self.assertEqual(os.listdir(self.folder), [])  # cancelled: nothing recorded
+        self.assertEqual(call(front.port, "GET", "/mock/runs").json()["runs"], [])
+
+    def test_head_takes_the_whole_reply(self):
+        up = self.server(replies=(REPLY,), delay=0.05)
+        front = self.front(up)
+        with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
+            sock.sendall(b"HEAD /api/events?prompt=Tell+me+something HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            head = ResponseReader(sock).read(head_only=True)
+        self.assertEqual(head.status, 200)
+        record = call(front.port, "GET", "/mock/runs/" + head.header("lb-mock-run-id")).json()
+        self.assertEqual("".join(record["deltas"]), REPLY)
+
+    def test_stopping_ends_a_live_stream_at_once_with_an_in_band_error(self):
+        up = self.server(replies=(REPLY,), delay=0.5)
+        front = RunningServer(upstream=up.url + "/v1")
+        front.__enter__()
+        with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
+            body = json.dumps({"stream": True, "messages": ASK}).encode()
+            sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            got = b""
+            while b'"content":"H' not in got:
+                got += sock.recv(65536)
+            start = time.monotonic()
+            front.__exit__(None, None, None)  # server.stop(drain_seconds=1.0)
+            took = time.monotonic() - start
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                got += data
+        self.assertLess(took, 0.5)  # not the drain timeout, not the model's remaining 3 s
+        self.assertIn(b'"code":"SERVICE_UNAVAILABLE"', got)
+        self.assertIn(b"stopping", got)
 
     def test_a_live_stream_with_a_file_store_stores_its_reply(self):
         up = self.server(replies=(REPLY,), delay=0.05)
@@ -286,7 +378,7 @@ class UpstreamTest(unittest.TestCase):
         record = call(front.port, "GET", "/mock/runs/" + r.header("lb-mock-run-id")).json()
         self.assertEqual(received, [""] + record["deltas"])
         self.assertEqual(len(record["deltas"]), 2)  # the upstream's role chunk, then 2 pieces
-        self.assertEqual((record["finish_reason"], record["error"]["status"]), (None, 502))
+        self.assertEqual((record["finish_reason"], record["error"]["status"], record["tool_calls"]), (None, 502, []))
 
     def test_too_slow_upstream_is_504(self):
         up = self.server(mock=(("ttft", 3.0),))
@@ -311,6 +403,40 @@ class UpstreamTest(unittest.TestCase):
         settings = main.parse_args(["--upstream", "http://127.0.0.1:9/v1"], env={"LB_MOCK_UPSTREAM_KEY": KEY})
         self.assertEqual(settings.upstream_key, KEY)
         self.assertNotIn(KEY, repr(settings))
+
+
+class LiveReplyTest(unittest.TestCase):
+    """What ends a live reply that never streamed: its response dropped unsent."""
+
+    def setUp(self):
+        with socket.socket() as s:  # a port nobody listens on: the job fails at once if run
+            s.bind(("127.0.0.1", 0))
+            self.url = "http://127.0.0.1:%d/v1" % s.getsockname()[1]
+        self.request = pipes.parse_run_request({"messages": ASK})
+
+    def live(self, finish_on_close):
+        job = upstream.Upstream(self.url, timeout=2).start(self.request, "m") if finish_on_close else \
+            upstream.Job(upstream.Upstream(self.url), {}, "Tell me something", False)
+        ended = []
+        live = upstream.LiveReply(job, self.request, 0, "digest", pipes.tokenize, 1000, finish_on_close)
+        live.on_end(lambda reply: ended.append((reply.reply, reply.error)))
+        return job, live, ended
+
+    def test_a_reply_dropped_before_it_streamed_cancels_its_job_and_ends(self):
+        job, live, ended = self.live(False)
+        del live  # no cycle holds it: freed, so ended, at once
+        self.assertTrue(job.cancelled)
+        self.assertEqual(ended, [(None, upstream.CLOSED_EARLY)])
+
+    def test_a_reply_a_fault_cuts_ends_when_its_job_does(self):
+        job, live, ended = self.live(True)
+        del live
+        self.assertFalse(job.cancelled)
+        deadline = time.monotonic() + 5
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(len(ended), 1)
+        self.assertEqual(ended[0][1][:2], (502, "BAD_GATEWAY"))  # nobody listens: the job's own error
 
 
 if __name__ == "__main__":
