@@ -30,6 +30,18 @@ def contents(body):
     return [json.loads(d)["choices"][0]["delta"].get("content") for d in sse_data(body)[:-1]]
 
 
+def start_stream(sock):
+    """Send a streamed ``POST /v1/pipes/run`` on ``sock`` and read until the first piece of
+    ``REPLY`` is in; returns the bytes read."""
+    body = json.dumps({"stream": True, "messages": ASK}).encode()
+    sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    got = b""
+    while b'"content":"H' not in got:
+        got += sock.recv(65536)
+    return got
+
+
 def timed_lines(port, path, body, on_first=None):
     """POST ``body`` to ``path`` (GET when None) and read the streamed body line by line:
     ``(response, [(seconds since the request, line bytes)])``; ``on_first(response)`` is called
@@ -167,12 +179,7 @@ class UpstreamTest(unittest.TestCase):
         up = self.server(replies=(REPLY,), delay=0.3)
         front = self.front(up)
         with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
-            body = json.dumps({"stream": True, "messages": ASK}).encode()
-            sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            got = b""
-            while b'"content":"H' not in got:
-                got += sock.recv(65536)
+            got = start_stream(sock)
         head = dict(line.split(": ", 1) for line in got.split(b"\r\n\r\n")[0].decode().split("\r\n")[1:])
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
@@ -260,12 +267,7 @@ class UpstreamTest(unittest.TestCase):
         front = RunningServer(upstream=up.url + "/v1")
         front.__enter__()
         with socket.create_connection(("127.0.0.1", front.port), timeout=10) as sock:
-            body = json.dumps({"stream": True, "messages": ASK}).encode()
-            sock.sendall(b"POST /v1/pipes/run HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            got = b""
-            while b'"content":"H' not in got:
-                got += sock.recv(65536)
+            got = start_stream(sock)
             start = time.monotonic()
             front.__exit__(None, None, None)  # server.stop(drain_seconds=1.0)
             took = time.monotonic() - start
