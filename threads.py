@@ -360,6 +360,7 @@ class ThreadStore:
         with self._lock:
             count = len(self._threads)
             self._threads.clear()
+            self._bytes = 0
             return count
 
     def _now(self) -> int:
