@@ -8,8 +8,10 @@ own (deleted when it stops) and repeats a seeded random choice of: a paced strea
 mid-stream with FIN or with RST, a slow reader, thread writes (create, append, read, delete), a
 bad request, and a fault scenario. It samples the server's RSS, threads and open descriptors
 (``/proc``) at the start, every ``--sample-seconds``, after the clients stop and the server
-settles, and again after ``POST /mock/reset`` drops what the mock keeps on purpose, and prints the samples, the outcomes by action, and the command. Loopback only; every
-wait is bounded; the exit status is 1 if any response was a 5xx or unexpected.
+settles, and again after ``POST /mock/reset`` drops what the mock keeps on purpose, and prints the samples, the outcomes by action, and the command. ``--rounds`` repeats the
+traffic and the reset on the same server, with new seeds: RSS that climbs from round to round
+is a leak, RSS that stays is what the allocators keep. Loopback only; every wait is bounded;
+the exit status is 1 if any response was a 5xx or unexpected.
 
     python3 bench/soak.py --minutes 1 --clients 200
 """
@@ -201,27 +203,31 @@ async def client(port: int, seed: int, deadline: float, outcomes: Dict[str, coll
         failures.append("delete the client's thread: %s" % exc)
 
 
-async def soak(port: int, pid: int, clients: int, seconds: float, every: float, seed: int) -> Tuple[list, dict, list]:
+async def soak(port: int, pid: int, clients: int, seconds: float, every: float, seed: int,
+               rounds: int) -> Tuple[list, dict, list]:
     samples = [("start", sample(pid))]
     outcomes: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     failures: List[str] = []
-    started = time.monotonic()
-    deadline = started + seconds
-    tasks = [asyncio.ensure_future(client(port, seed * 100_000 + i, deadline, outcomes, failures))
-             for i in range(clients)]
-    while time.monotonic() < deadline:
-        await asyncio.sleep(min(every, max(0.0, deadline - time.monotonic())))
-        samples.append(("%.0f s" % (time.monotonic() - started), sample(pid)))
-    await asyncio.wait(tasks, timeout=2 * STEP_TIMEOUT + 5)
-    await asyncio.sleep(6.0)  # past the keep-alive and linger deadlines
-    samples.append(("clients gone, threads deleted", sample(pid)))
-    # What is left is what the mock keeps on purpose (every run without a threadId makes a
-    # thread; the run log, the journal): POST /mock/reset lets it all go, so what RSS still
-    # holds after that is the allocator's, or a leak.
-    status, data = await exchange(port, request("POST", "/mock/reset"))
-    expect(status, (200,), data, "reset")
-    await asyncio.sleep(2.0)
-    samples.append(("after POST /mock/reset", sample(pid)))
+    for round_number in range(1, rounds + 1):
+        label = "round %d: " % round_number if rounds > 1 else ""
+        started = time.monotonic()
+        deadline = started + seconds
+        first_seed = seed * 100_000 + (round_number - 1) * 1_000_000_000
+        tasks = [asyncio.ensure_future(client(port, first_seed + i, deadline, outcomes, failures))
+                 for i in range(clients)]
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(every, max(0.0, deadline - time.monotonic())))
+            samples.append(("%s%.0f s" % (label, time.monotonic() - started), sample(pid)))
+        await asyncio.wait(tasks, timeout=2 * STEP_TIMEOUT + 5)
+        await asyncio.sleep(6.0)  # past the keep-alive and linger deadlines
+        samples.append((label + "clients gone, threads deleted", sample(pid)))
+        # What is left is what the mock keeps on purpose (every run without a threadId makes a
+        # thread; the run log, the journal): POST /mock/reset lets it all go, so what RSS still
+        # holds after that is the allocator's, or a leak; a next round that ends higher is a leak.
+        status, data = await exchange(port, request("POST", "/mock/reset"))
+        expect(status, (200,), data, "reset")
+        await asyncio.sleep(2.0)
+        samples.append((label + "after POST /mock/reset", sample(pid)))
     return samples, outcomes, failures
 
 
@@ -232,9 +238,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--clients", type=int, default=1000, help="concurrent clients (default 1000)")
     p.add_argument("--sample-seconds", type=float, default=60.0, help="seconds between samples (default 60)")
     p.add_argument("--seed", type=int, default=1, help="seed of the clients' choices (default 1)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds of --minutes of traffic, each ended by POST /mock/reset (default 1)")
     args = p.parse_args(argv)
     if not sys.platform.startswith("linux"):
         p.error("soak.py reads /proc: Linux only")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     cmd = [sys.executable, os.path.join(args.root, "main.py"), "--port", "0", "--log-level", "error",
            "--delay", "0.05"]
     proc = subprocess.Popen(cmd, cwd=args.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -244,7 +254,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise SystemExit("soak: the server did not start")
         port = int(match.group(1))
         samples, outcomes, failures = asyncio.run(soak(port, proc.pid, args.clients, args.minutes * 60,
-                                                       args.sample_seconds, args.seed))
+                                                       args.sample_seconds, args.seed, args.rounds))
     finally:
         proc.terminate()
         try:
