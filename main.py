@@ -501,8 +501,8 @@ def release_memory() -> float:
     """Give memory the server no longer uses back to the operating system: collect cyclic
     garbage, then, with glibc, hand every free page of the C allocator back
     (``malloc_trim(0)``; elsewhere only the collection). Python's own small-object arenas go
-    back by themselves once empty. Returns the seconds it took: 2-15 ms on an idle server
-    after a soak of 1,000 clients (docs/limits-and-security.md)."""
+    back by themselves once empty. Returns the seconds it took: 2-15 ms after two minutes of
+    1,000 soak clients, about 30 ms once 300 MB were freed (docs/limits-and-security.md)."""
     started = time.perf_counter()
     gc.collect()
     if _malloc_trim is not None:

@@ -205,8 +205,9 @@ def parse_messages(
 
 def stored_bytes(value: Any) -> int:
     """The size, in bytes, that ``value`` (JSON-shaped: a message or a metadata map) counts
-    against ``--max-thread-bytes``: its compact JSON encoding in UTF-8. The objects in memory
-    are larger; the bound is on what clients sent, which they can reason about."""
+    against ``--max-thread-bytes``: its compact JSON encoding in UTF-8, which is what the
+    in-memory store keeps (``_Thread.log``). The bound is on what clients sent, which they can
+    reason about."""
     if type(value) is dict and not value:
         return 2  # "{}": a new thread's metadata, nearly always
     return len(_encode(value))
