@@ -227,8 +227,8 @@ class _Thread:
     as ``stored_bytes`` counts it, oldest first, separated by commas), ``count`` (messages
     stored) and ``bytes`` (metadata and messages, as ``stored_bytes`` counts them).
 
-    One buffer per thread instead of a dict, strings and lists per message takes about a
-    third of the memory, and a buffer past 512 bytes comes from the C allocator, which can give
+    One buffer per thread instead of a dict, strings and lists per message takes less than
+    half the memory, and a buffer past 512 bytes comes from the C allocator, which can give
     it back to the operating system once the thread is deleted (``main.release_memory``);
     Python's small-object arenas keep their peak size while any object in them lives."""
 
@@ -400,7 +400,7 @@ class ThreadStore:
                 "thread_id": thread_id,
             }
             for key in _MESSAGE_KEYS[3:]:
-                stored[key] = _copy_json(msg[key])
+                stored[key] = msg[key]  # kept only as the JSON below: no copy needed
             stored_list.append(stored)
             encoded.append(_encode(stored))
             size += len(encoded[-1])
