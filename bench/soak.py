@@ -4,7 +4,8 @@ file descriptors.
 
 Starts ``python3 main.py --port 0`` from ``--root`` (this checkout by default), then keeps
 ``--clients`` concurrent clients busy for ``--minutes``. Each client continues a thread of its
-own (deleted when it stops) and repeats a seeded random choice of: a paced stream, a zero-delay stream on every route and wire format, a hang-up
+own (deleted, and a new one begun, every ``CONVERSATION_ACTIONS`` actions and when it stops)
+and repeats a seeded random choice of: a paced stream, a zero-delay stream on every route and wire format, a hang-up
 mid-stream with FIN or with RST, a slow reader, thread writes (create, append, read, delete), a
 bad request, and a fault scenario. It samples the server's RSS, threads and open descriptors
 (``/proc``) at the start, every ``--sample-seconds``, after the clients stop and the server
@@ -36,6 +37,11 @@ from typing import Dict, List, Optional, Tuple
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HI = [{"role": "user", "content": "Hello"}]
 STEP_TIMEOUT = 30.0
+CONVERSATION_ACTIONS = 50
+"""Actions after which a client deletes its thread and continues a new one. With one thread
+each for the whole soak, 1,000 clients fill the server's --max-thread-bytes (256 MiB: each
+slow reader stores a 10,000-character reply) after about 8 minutes, and every write after
+that is a 403."""
 
 
 class Unexpected(Exception):
@@ -172,11 +178,25 @@ def sample(pid: int) -> Dict[str, float]:
             "fds": len(os.listdir("/proc/%d/fd" % pid))}
 
 
+async def delete_thread(port: int, rng: random.Random, outcomes: Dict[str, collections.Counter],
+                        failures: List[str]) -> None:
+    """Delete the client's thread (404 if no run of it ever stored one)."""
+    try:
+        status, data = await asyncio.wait_for(
+            exchange(port, request("DELETE", "/v1/threads/%s" % rng.thread_id)), STEP_TIMEOUT)  # type: ignore
+        expect(status, (200, 404), data, "delete the client's thread")
+        outcomes["delete the client's thread"]["ok"] += 1
+    except (Unexpected, asyncio.TimeoutError, OSError) as exc:
+        outcomes["delete the client's thread"]["failed"] += 1
+        failures.append("delete the client's thread: %s" % exc)
+
+
 async def client(port: int, seed: int, deadline: float, outcomes: Dict[str, collections.Counter],
                  failures: List[str]) -> None:
     rng = random.Random(seed)
     rng.thread_id = "soak-%d" % seed  # type: ignore[attr-defined]
     names = list(ACTIONS)
+    done = 0
     while time.monotonic() < deadline:
         name = rng.choice(names)
         try:
@@ -192,15 +212,11 @@ async def client(port: int, seed: int, deadline: float, outcomes: Dict[str, coll
                 failures.append("%s: no answer within %g s" % (name, STEP_TIMEOUT))
         except OSError as exc:
             outcomes[name]["connection error %s" % type(exc).__name__] += 1
-    # Leave nothing behind: the client's thread goes (404 if no run of it ever stored one).
-    try:
-        status, data = await asyncio.wait_for(
-            exchange(port, request("DELETE", "/v1/threads/%s" % rng.thread_id)), STEP_TIMEOUT)  # type: ignore
-        expect(status, (200, 404), data, "delete the client's thread")
-        outcomes["delete the client's thread"]["ok"] += 1
-    except (Unexpected, asyncio.TimeoutError, OSError) as exc:
-        outcomes["delete the client's thread"]["failed"] += 1
-        failures.append("delete the client's thread: %s" % exc)
+        done += 1
+        if done % CONVERSATION_ACTIONS == 0:  # a new conversation, as a chat app's user starts one
+            await delete_thread(port, rng, outcomes, failures)
+            rng.thread_id = "soak-%d-%d" % (seed, done // CONVERSATION_ACTIONS)  # type: ignore[attr-defined]
+    await delete_thread(port, rng, outcomes, failures)  # leave nothing behind
 
 
 async def soak(port: int, pid: int, clients: int, seconds: float, every: float, seed: int,
