@@ -185,12 +185,13 @@ class SqliteThreadStore(ThreadStore):
         self._db.execute("DELETE FROM threads WHERE id = ?", (thread.id,))
         self._add_totals(-1, -thread.bytes)
 
-    def _insert_messages(self, thread: _Thread, stored: List[dict], size: int) -> None:
+    def _insert_messages(self, thread: _Thread, stored: List[dict], encoded: List[bytes], size: int) -> None:
         if not stored:
             return
         first = self._db.execute("SELECT next_seq FROM threads WHERE id = ?", (thread.id,)).fetchone()[0]
         self._db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?)",
-                             [(thread.id, first + i, m["id"], _json(m)) for i, m in enumerate(stored)])
+                             [(thread.id, first + i, m["id"], body.decode("utf-8", "surrogatepass"))
+                              for i, (m, body) in enumerate(zip(stored, encoded))])
         self._db.execute("UPDATE threads SET count = count + ?, bytes = bytes + ?, next_seq = next_seq + ? "
                          "WHERE id = ?", (len(stored), size, len(stored), thread.id))
         thread.count += len(stored)

@@ -4,12 +4,15 @@ file descriptors.
 
 Starts ``python3 main.py --port 0`` from ``--root`` (this checkout by default), then keeps
 ``--clients`` concurrent clients busy for ``--minutes``. Each client continues a thread of its
-own (deleted when it stops) and repeats a seeded random choice of: a paced stream, a zero-delay stream on every route and wire format, a hang-up
+own (deleted, and a new one begun, every ``CONVERSATION_ACTIONS`` actions and when it stops)
+and repeats a seeded random choice of: a paced stream, a zero-delay stream on every route and wire format, a hang-up
 mid-stream with FIN or with RST, a slow reader, thread writes (create, append, read, delete), a
 bad request, and a fault scenario. It samples the server's RSS, threads and open descriptors
 (``/proc``) at the start, every ``--sample-seconds``, after the clients stop and the server
-settles, and again after ``POST /mock/reset`` drops what the mock keeps on purpose, and prints the samples, the outcomes by action, and the command. Loopback only; every
-wait is bounded; the exit status is 1 if any response was a 5xx or unexpected.
+settles, and again after ``POST /mock/reset`` drops what the mock keeps on purpose, and prints the samples, the outcomes by action, and the command. ``--rounds`` repeats the
+traffic and the reset on the same server, with new seeds: RSS that climbs from round to round
+is a leak, RSS that stays is what the allocators keep. Loopback only; every wait is bounded;
+the exit status is 1 if any response was a 5xx or unexpected.
 
     python3 bench/soak.py --minutes 1 --clients 200
 """
@@ -34,6 +37,11 @@ from typing import Dict, List, Optional, Tuple
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HI = [{"role": "user", "content": "Hello"}]
 STEP_TIMEOUT = 30.0
+CONVERSATION_ACTIONS = 50
+"""Actions after which a client deletes its thread and continues a new one. With one thread
+each for the whole soak, 1,000 clients fill the server's --max-thread-bytes (256 MiB: each
+slow reader stores a 10,000-character reply) after about 8 minutes, and every write after
+that is a 403."""
 
 
 class Unexpected(Exception):
@@ -170,11 +178,25 @@ def sample(pid: int) -> Dict[str, float]:
             "fds": len(os.listdir("/proc/%d/fd" % pid))}
 
 
+async def delete_thread(port: int, rng: random.Random, outcomes: Dict[str, collections.Counter],
+                        failures: List[str]) -> None:
+    """Delete the client's thread (404 if no run of it ever stored one)."""
+    try:
+        status, data = await asyncio.wait_for(
+            exchange(port, request("DELETE", "/v1/threads/%s" % rng.thread_id)), STEP_TIMEOUT)  # type: ignore
+        expect(status, (200, 404), data, "delete the client's thread")
+        outcomes["delete the client's thread"]["ok"] += 1
+    except (Unexpected, asyncio.TimeoutError, OSError) as exc:
+        outcomes["delete the client's thread"]["failed"] += 1
+        failures.append("delete the client's thread: %s" % exc)
+
+
 async def client(port: int, seed: int, deadline: float, outcomes: Dict[str, collections.Counter],
                  failures: List[str]) -> None:
     rng = random.Random(seed)
     rng.thread_id = "soak-%d" % seed  # type: ignore[attr-defined]
     names = list(ACTIONS)
+    done = 0
     while time.monotonic() < deadline:
         name = rng.choice(names)
         try:
@@ -190,38 +212,38 @@ async def client(port: int, seed: int, deadline: float, outcomes: Dict[str, coll
                 failures.append("%s: no answer within %g s" % (name, STEP_TIMEOUT))
         except OSError as exc:
             outcomes[name]["connection error %s" % type(exc).__name__] += 1
-    # Leave nothing behind: the client's thread goes (404 if no run of it ever stored one).
-    try:
-        status, data = await asyncio.wait_for(
-            exchange(port, request("DELETE", "/v1/threads/%s" % rng.thread_id)), STEP_TIMEOUT)  # type: ignore
-        expect(status, (200, 404), data, "delete the client's thread")
-        outcomes["delete the client's thread"]["ok"] += 1
-    except (Unexpected, asyncio.TimeoutError, OSError) as exc:
-        outcomes["delete the client's thread"]["failed"] += 1
-        failures.append("delete the client's thread: %s" % exc)
+        done += 1
+        if done % CONVERSATION_ACTIONS == 0:  # a new conversation, as a chat app's user starts one
+            await delete_thread(port, rng, outcomes, failures)
+            rng.thread_id = "soak-%d-%d" % (seed, done // CONVERSATION_ACTIONS)  # type: ignore[attr-defined]
+    await delete_thread(port, rng, outcomes, failures)  # leave nothing behind
 
 
-async def soak(port: int, pid: int, clients: int, seconds: float, every: float, seed: int) -> Tuple[list, dict, list]:
+async def soak(port: int, pid: int, clients: int, seconds: float, every: float, seed: int,
+               rounds: int) -> Tuple[list, dict, list]:
     samples = [("start", sample(pid))]
     outcomes: Dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     failures: List[str] = []
-    started = time.monotonic()
-    deadline = started + seconds
-    tasks = [asyncio.ensure_future(client(port, seed * 100_000 + i, deadline, outcomes, failures))
-             for i in range(clients)]
-    while time.monotonic() < deadline:
-        await asyncio.sleep(min(every, max(0.0, deadline - time.monotonic())))
-        samples.append(("%.0f s" % (time.monotonic() - started), sample(pid)))
-    await asyncio.wait(tasks, timeout=2 * STEP_TIMEOUT + 5)
-    await asyncio.sleep(6.0)  # past the keep-alive and linger deadlines
-    samples.append(("clients gone, threads deleted", sample(pid)))
-    # What is left is what the mock keeps on purpose (every run without a threadId makes a
-    # thread; the run log, the journal): POST /mock/reset lets it all go, so what RSS still
-    # holds after that is the allocator's, or a leak.
-    status, data = await exchange(port, request("POST", "/mock/reset"))
-    expect(status, (200,), data, "reset")
-    await asyncio.sleep(2.0)
-    samples.append(("after POST /mock/reset", sample(pid)))
+    for round_number in range(1, rounds + 1):
+        label = "round %d: " % round_number if rounds > 1 else ""
+        started = time.monotonic()
+        deadline = started + seconds
+        first_seed = seed * 100_000 + (round_number - 1) * 1_000_000_000
+        tasks = [asyncio.ensure_future(client(port, first_seed + i, deadline, outcomes, failures))
+                 for i in range(clients)]
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(every, max(0.0, deadline - time.monotonic())))
+            samples.append(("%s%.0f s" % (label, time.monotonic() - started), sample(pid)))
+        await asyncio.wait(tasks, timeout=2 * STEP_TIMEOUT + 5)
+        await asyncio.sleep(6.0)  # past the keep-alive and linger deadlines
+        samples.append((label + "clients gone, threads deleted", sample(pid)))
+        # What is left is what the mock keeps on purpose (every run without a threadId makes a
+        # thread; the run log, the journal): POST /mock/reset lets it all go, so what RSS still
+        # holds after that is the allocator's, or a leak; a next round that ends higher is a leak.
+        status, data = await exchange(port, request("POST", "/mock/reset"))
+        expect(status, (200,), data, "reset")
+        await asyncio.sleep(2.0)
+        samples.append((label + "after POST /mock/reset", sample(pid)))
     return samples, outcomes, failures
 
 
@@ -232,9 +254,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--clients", type=int, default=1000, help="concurrent clients (default 1000)")
     p.add_argument("--sample-seconds", type=float, default=60.0, help="seconds between samples (default 60)")
     p.add_argument("--seed", type=int, default=1, help="seed of the clients' choices (default 1)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="rounds of --minutes of traffic, each ended by POST /mock/reset (default 1)")
     args = p.parse_args(argv)
     if not sys.platform.startswith("linux"):
         p.error("soak.py reads /proc: Linux only")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     cmd = [sys.executable, os.path.join(args.root, "main.py"), "--port", "0", "--log-level", "error",
            "--delay", "0.05"]
     proc = subprocess.Popen(cmd, cwd=args.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -244,7 +270,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise SystemExit("soak: the server did not start")
         port = int(match.group(1))
         samples, outcomes, failures = asyncio.run(soak(port, proc.pid, args.clients, args.minutes * 60,
-                                                       args.sample_seconds, args.seed))
+                                                       args.sample_seconds, args.seed, args.rounds))
     finally:
         proc.terminate()
         try:

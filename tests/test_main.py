@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import platform
 import re
 import signal
 import socket
@@ -344,6 +345,50 @@ if __name__ == "__main__":
 
 
 @unittest.skipUnless(sys.platform.startswith("linux"), "reads /proc and sets RLIMIT_NOFILE")
+class IdleMemoryReleaseTest(unittest.TestCase):
+    """Once idle after serving, the server gives freed memory back (``main.release_memory``)."""
+
+    def setUp(self):
+        self.calls = []
+        real = main.release_memory
+
+        def counting():
+            self.calls.append(time.monotonic())
+            return real()
+
+        for name, value in (("release_memory", counting), ("IDLE_CHECK_SECONDS", 0.1)):
+            self.addCleanup(setattr, main, name, getattr(main, name))
+            setattr(main, name, value)
+
+    def stream(self, port):
+        response = support.call(port, "POST", "/v1/pipes/run", {"stream": True, "messages": [
+            {"role": "user", "content": "Hello"}]})
+        self.assertEqual(response.status, 200)
+        self.assertEqual(support.sse_data(response.body)[-1], "[DONE]")
+
+    def test_released_once_when_the_last_connection_closes(self):
+        with support.RunningServer() as server:
+            time.sleep(0.5)
+            self.assertEqual(self.calls, [], "nothing served yet")
+            with support.connect(server.port):  # open, silent: the server is not idle
+                self.stream(server.port)
+                time.sleep(0.5)
+                self.assertEqual(self.calls, [])
+            deadline = time.monotonic() + 5
+            while not self.calls and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            self.assertEqual(len(self.calls), 1, "once, then not again without traffic")
+            self.stream(server.port)  # and the server streams as before
+
+    def test_release_memory_returns_seconds(self):
+        took = main.release_memory()
+        self.assertGreaterEqual(took, 0.0)
+        self.assertLess(took, 1.0)
+        if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+            self.assertIsNotNone(main._malloc_trim, "glibc has malloc_trim")
+
+
 class DescriptorExhaustionTest(unittest.TestCase):
     """A server out of file descriptors pauses accepting instead of spinning, says so once, and
     serves again when descriptors come back."""

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import threading
+import tracemalloc
 import unittest
 
 from sqlite_store import SqliteThreadStore
@@ -160,6 +161,36 @@ class SqliteThreadStoreTest(ThreadStoreTest):
         self.assertEqual((second.get("t1"), second.list_messages("t1"), second.list_messages("t2"), len(second),
                           second.bytes), before)
         self.assertEqual(second.append_new("t1", [dict(user("again"), id="m-2")]), 0)
+
+
+class InMemoryStoreTest(unittest.TestCase):
+    """What only the in-memory store does: its memory per message, and ``clear``."""
+
+    def test_a_message_costs_about_its_json_in_memory(self):
+        # Thread messages were a dict with strings and lists each (about 800 bytes for a
+        # short one, in Python's small-object arenas, which keep their peak size); each is now
+        # its compact JSON in one buffer per thread (about 190 bytes here).
+        store = ThreadStore(max_messages=100_000)
+        store.create("t1")
+        batch = [user("Hello")] * 100
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(20):
+                store.append("t1", batch)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        self.assertLess(grown / 2000, 300, "bytes per stored message")
+        self.assertEqual([m["content"] for m in store.list_messages("t1")], ["Hello"] * 2000)
+
+    def test_clear_gives_every_byte_back(self):
+        store = ThreadStore(max_bytes=600)
+        store.create("t1", messages=[user("x" * 300)])
+        self.assertEqual(store.clear(), 1)
+        self.assertEqual((store.bytes, len(store)), (0, 0))
+        store.create("t2", messages=[user("y" * 300)])  # StoreFull while the old bytes were counted
+        self.assertEqual(len(store.list_messages("t2")), 1)
 
 
 class ValidationTest(unittest.TestCase):
