@@ -185,6 +185,13 @@ class SqliteThreadStore(ThreadStore):
         self._db.execute("DELETE FROM threads WHERE id = ?", (thread.id,))
         self._add_totals(-1, -thread.bytes)
 
+    def _remove_all(self) -> int:
+        count = self._thread_count()
+        self._db.execute("DELETE FROM messages")
+        self._db.execute("DELETE FROM threads")
+        self._db.execute("UPDATE totals SET value = 0")
+        return count
+
     def _insert_messages(self, thread: _Thread, stored: List[dict], encoded: List[bytes], size: int) -> None:
         if not stored:
             return

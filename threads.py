@@ -327,6 +327,12 @@ class ThreadStore:
         del self._threads[thread.id]
         self._bytes -= thread.bytes
 
+    def _remove_all(self) -> int:
+        count = len(self._threads)
+        self._threads.clear()
+        self._bytes = 0
+        return count
+
     def _insert_messages(self, thread: _Thread, stored: List[dict], encoded: List[bytes], size: int) -> None:
         if encoded:
             if thread.log:
@@ -358,11 +364,8 @@ class ThreadStore:
 
     def clear(self) -> int:
         """Forget every thread (``POST /mock/reset``); returns how many were dropped."""
-        with self._lock:
-            count = len(self._threads)
-            self._threads.clear()
-            self._bytes = 0
-            return count
+        with self._transaction(True):
+            return self._remove_all()
 
     def _now(self) -> int:
         return int(self._clock())

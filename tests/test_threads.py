@@ -34,6 +34,16 @@ class ThreadStoreTest(unittest.TestCase):
                          {"id": "00000000-0000-4000-8000-000000000001", "object": "thread",
                           "created_at": 1700000000, "metadata": {"a": "1"}})
 
+    def test_clear_forgets_every_thread_and_gives_every_byte_back(self):
+        store = self.make(max_bytes=600)
+        store.create("t1", messages=[user("x" * 300)])
+        self.assertEqual(store.clear(), 1)
+        self.assertEqual((store.bytes, len(store)), (0, 0))
+        with self.assertRaises(ThreadNotFound):
+            store.list_messages("t1")
+        store.create("t2", messages=[user("y" * 300)])  # StoreFull while the old bytes were counted
+        self.assertEqual(len(store.list_messages("t2")), 1)
+
     def test_create_duplicate_id_raises_and_keeps_original(self):
         s = self.make()
         s.create("t1", {"k": "v"}, [user("hi")])
@@ -164,7 +174,7 @@ class SqliteThreadStoreTest(ThreadStoreTest):
 
 
 class InMemoryStoreTest(unittest.TestCase):
-    """What only the in-memory store does: its memory per message, and ``clear``."""
+    """What only the in-memory store does: its memory per message."""
 
     def test_a_message_costs_about_its_json_in_memory(self):
         # Thread messages were a dict with strings and lists each (about 800 bytes for a
@@ -183,14 +193,6 @@ class InMemoryStoreTest(unittest.TestCase):
             tracemalloc.stop()
         self.assertLess(grown / 2000, 300, "bytes per stored message")
         self.assertEqual([m["content"] for m in store.list_messages("t1")], ["Hello"] * 2000)
-
-    def test_clear_gives_every_byte_back(self):
-        store = ThreadStore(max_bytes=600)
-        store.create("t1", messages=[user("x" * 300)])
-        self.assertEqual(store.clear(), 1)
-        self.assertEqual((store.bytes, len(store)), (0, 0))
-        store.create("t2", messages=[user("y" * 300)])  # StoreFull while the old bytes were counted
-        self.assertEqual(len(store.list_messages("t2")), 1)
 
 
 class ValidationTest(unittest.TestCase):
