@@ -14,14 +14,11 @@ import unittest
 
 from tests.support import RunningServer, call
 
-try:
+try:  # both come from tests/interop/requirements.txt; without them the suites skip
     import openai
-except ImportError:
-    openai = None
-try:
     from langbase import Langbase, get_runner
 except ImportError:
-    Langbase = None
+    openai = Langbase = None
 
 TIMEOUT = 10.0
 ASK = [{"role": "user", "content": "Tell me something"}]
