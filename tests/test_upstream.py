@@ -120,7 +120,7 @@ class UpstreamTest(unittest.TestCase):
         self.assertIn("recorded an upstream exchange", logs.getvalue())
 
     def test_a_stream_goes_out_while_the_upstream_is_still_producing_it(self):
-        up = self.server(replies=(REPLY,), delay=0.4)
+        up = self.server(replies=(REPLY,), delay=0.2)
         front = self.front(up)
         seen = {}
 
@@ -134,8 +134,8 @@ class UpstreamTest(unittest.TestCase):
         texts = [(t, line) for t, line in lines if line.startswith(b"data: {")]
         first = next(t for t, line in texts if b'"content":"H' in line)
         last = texts[-1][0]
-        self.assertLess(first, 1.6)  # the upstream's first piece, not its whole reply (about 3 s)
-        self.assertGreater(last - first, 1.5)
+        self.assertLess(first, 0.8)  # the upstream's first piece, not its whole reply (about 1.8 s)
+        self.assertGreater(last - first, 0.8)
         self.assertEqual(seen["record"], 404)  # published when the reply ends
         self.assertEqual([m["role"] for m in seen["stored"]], ["user"])
         journal = call(front.port, "GET", "/mock/requests").json()["requests"]
@@ -148,7 +148,7 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual([(m["role"], m["content"]) for m in stored], [("user", ASK[0]["content"]), ("assistant", REPLY)])
 
     def test_every_streaming_route_serves_the_upstream_live(self):
-        up = self.server(replies=(REPLY,), delay=0.1)
+        up = self.server(replies=(REPLY,), delay=0.03)
         front = self.front(up)
         cases = [
             ("/v1/agent/run", {"model": "openai:gpt-4o-mini", "input": ASK, "stream": True}),
@@ -203,7 +203,7 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual((record["fault"], record["deltas"], record["finish_reason"]), ("http_error", [], None))
 
     def test_settings_that_hold_writes_back_take_the_whole_reply_and_the_loop_keeps_serving(self):
-        up = self.server(replies=(REPLY,), delay=0.2)
+        up = self.server(replies=(REPLY,), delay=0.1)  # about 1 s for the whole reply
         front = self.front(up)
         for header, value in (("X-Mock-Body", "buffered"), ("X-Mock-Framing", "coalesce")):
             with self.subTest(header=header):
@@ -212,17 +212,17 @@ class UpstreamTest(unittest.TestCase):
                     front.port, "POST", "/v1/chat/completions", {"model": "m", "stream": True, "messages": ASK},
                     {header: value})))
                 worker.start()
-                time.sleep(0.3)  # the upstream is streaming now
+                time.sleep(0.15)  # the upstream is streaming now
                 start = time.monotonic()
                 self.assertEqual(call(front.port, "GET", "/health").status, 200)
-                self.assertLess(time.monotonic() - start, 0.5)
+                self.assertLess(time.monotonic() - start, 0.3)
                 worker.join(10)
                 self.assertEqual("".join(c for c in contents(done["r"].body) if c), REPLY)
 
     def test_keep_alive_comments_go_out_while_a_live_stream_waits(self):
-        up = self.server(replies=(REPLY,), delay=0.4)
+        up = self.server(replies=(REPLY,), delay=0.2)
         front = self.front(up)
-        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK, "mock": {"keepalive": 0.1}})
+        r = call(front.port, "POST", "/v1/pipes/run", {"stream": True, "messages": ASK, "mock": {"keepalive": 0.05}})
         self.assertGreaterEqual(r.body.count(b": ping\n\n"), 10)
         self.assertEqual("".join(c for c in contents(r.body.replace(b": ping\n\n", b"")) if c), REPLY)
 
