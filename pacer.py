@@ -2,7 +2,9 @@
 
 Job: accept connections, read what clients send, run each response's plan (an iterator of
 ``steps.Wait`` / ``steps.Write`` / ``steps.Close``) over non-blocking sockets, and fire timers,
-for thousands of connections from one thread with ``selectors`` and a heap of deadlines. No
+for thousands of connections from one thread with ``selectors`` and timers kept in buckets
+of ``slack`` seconds (a heap orders the buckets, not the timers, so a stream's next frame costs
+a list append, not a heap operation among thousands). No
 thread ever blocks on a client. It knows nothing of HTTP, SSE or Langbase: what the bytes mean
 is the business of the *protocol* object attached to each connection (``http_handler``).
 
@@ -33,14 +35,13 @@ from __future__ import annotations
 import collections
 import errno
 import heapq
-import itertools
 import logging
 import selectors
 import socket
 import struct
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional
 
 from steps import Close, Write
 
@@ -70,7 +71,7 @@ class Timer:
 
     def cancel(self) -> None:
         """Do not run the callback (harmless after it ran). The callback is dropped at once, so
-        a closed connection is freed now, not when its cancelled timer leaves the heap."""
+        a closed connection is freed now, not when its cancelled timer's bucket runs."""
         self.cancelled = True
         self.callback = _nothing
 
@@ -204,7 +205,7 @@ class Connection:
 
     def _advance(self) -> None:
         """Send what is due now, within this turn's share, and set the next timer."""
-        fired = self.timer  # the timer that called this, if any: it has left the heap
+        fired = self.timer  # the timer that called this, if any: its bucket has run
         self.timer = None
         plan = self.plan
         if plan is None:
@@ -271,8 +272,8 @@ class Connection:
         elif fired is not None:
             # Due now (share used up) or after the wait: either way on a later turn. The timer
             # that fired is reused: one object per stream, not one per frame.
-            fired.when = when = now + wait
-            heapq.heappush(loop._heap, (when, next(loop._seq), fired))
+            fired.when = now + wait
+            loop._schedule(fired)
             self.timer = fired
         else:
             self.timer = loop.call_at(now + wait, self._advance)
@@ -401,8 +402,9 @@ class Pacer:
         max_connections: most open connections; ``listen`` refuses new ones beyond it.
         read_budget: seconds of reading and answering requests after which the steps of
             streams that fell due meanwhile are run, before the next request.
-        slack: seconds early a timer may run: each wake-up also runs what falls due within
-            this much, so thousands of streams cost far fewer wake-ups (timer slack).
+        slack: seconds early a timer may run (> 0): timers are kept in buckets this wide and
+            a bucket runs as a whole once its start has passed, so thousands of streams cost
+            far fewer wake-ups and heap operations (timer slack).
         clock: monotonic time in seconds.
 
     Thread safety: ``call_soon_threadsafe``, ``stop``, ``open_streams`` and ``connections``
@@ -425,7 +427,10 @@ class Pacer:
         self.write_timeout = write_timeout
         self.max_connections = max_connections
         self.read_budget = read_budget
+        if not slack > 0:
+            raise ValueError("slack must be a positive number of seconds")
         self.slack = slack
+        self._per_second = 1.0 / slack
         self.clock = clock
         self.stopping = False  # set on the loop thread once stop() is under way
         self.crashed = False  # the loop ended on an unexpected error
@@ -438,8 +443,8 @@ class Pacer:
         self._selector.register(self._wake_r, _READ, None)
         self._wake_pending = False
         self._callbacks: Deque[Callable[[], None]] = collections.deque()
-        self._heap: List[Tuple[float, int, Timer]] = []
-        self._seq = itertools.count()
+        self._buckets: Dict[int, List[Timer]] = {}  # bucket number → its timers, in the order set
+        self._bucket_heap: List[int] = []  # the buckets' numbers (when // slack), a heap
         self._connections: Dict[int, Connection] = {}
         self._listeners: List[_Listener] = []
         self._drain_until = 0.0
@@ -490,8 +495,18 @@ class Pacer:
         """Run ``callback()`` at monotonic time ``when`` (on a later turn, even if ``when``
         has passed). Returns the ``Timer``, which ``cancel()`` stops."""
         timer = Timer(when, callback)
-        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        self._schedule(timer)
         return timer
+
+    def _schedule(self, timer: Timer) -> None:
+        """Put ``timer`` in the bucket of its ``when``."""
+        number = int(timer.when * self._per_second)
+        bucket = self._buckets.get(number)
+        if bucket is None:
+            self._buckets[number] = [timer]
+            heapq.heappush(self._bucket_heap, number)
+        else:
+            bucket.append(timer)
 
     def listen(self, sock: socket.socket, factory: Callable[[Connection], Any],
                refusal: Callable[[], bytes] = bytes) -> None:
@@ -532,7 +547,7 @@ class Pacer:
             self._done.set()
 
     def _loop(self) -> None:
-        heap = self._heap
+        heap = self._bucket_heap
         clock = self.clock
         select = self._selector.select
         callbacks = self._callbacks
@@ -549,7 +564,7 @@ class Pacer:
             if callbacks:
                 timeout: Optional[float] = 0.0
             elif heap:
-                timeout = max(0.0, heap[0][0] - self.slack - clock())
+                timeout = max(0.0, heap[0] * self.slack - clock())  # when that bucket starts
             else:
                 timeout = None
             if self.stopping:
@@ -602,17 +617,19 @@ class Pacer:
     def _run_due(self) -> None:
         """Run the timers due now. Timers they set, even for now, wait for a later call, so
         one stream that is always due cannot keep the loop from everything else."""
-        heap = self._heap
-        horizon = self.clock() + self.slack
+        heap = self._bucket_heap
+        buckets = self._buckets
+        horizon = int(self.clock() * self._per_second)  # every bucket that has started
         due = []
-        while heap and heap[0][0] <= horizon:
-            due.append(heapq.heappop(heap)[2])
-        for timer in due:
-            if not timer.cancelled:
-                try:
-                    timer.callback()
-                except Exception:
-                    self._failed(timer.callback)
+        while heap and heap[0] <= horizon:
+            due.append(buckets.pop(heapq.heappop(heap)))
+        for bucket in due:
+            for timer in bucket:
+                if not timer.cancelled:
+                    try:
+                        timer.callback()
+                    except Exception:
+                        self._failed(timer.callback)
 
     @staticmethod
     def _failed(callback: Callable[[], None]) -> None:

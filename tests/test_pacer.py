@@ -158,7 +158,7 @@ class PacerTest(unittest.TestCase):
         while time.monotonic() < deadline:  # slower than the plan: back-pressure on and off
             client.recv(8192)
             time.sleep(0.0005)
-        self.assertLess(len(self.pacer._heap), 50)
+        self.assertLess(sum(len(bucket) for bucket in list(self.pacer._buckets.values())), 50)
 
     def test_timers_run_in_order_and_cancelled_ones_never(self):
         ran = []
@@ -173,6 +173,33 @@ class PacerTest(unittest.TestCase):
         self.pacer.call_soon_threadsafe(schedule)
         self.assertTrue(done.wait(support.TIMEOUT))
         self.assertEqual(ran, ["early", "late"])
+
+    def test_timers_run_at_most_slack_early_and_in_the_order_of_their_buckets(self):
+        # Timers are kept in buckets ``slack`` wide: none may run more than ``slack`` before
+        # its time, and one set for a later bucket never runs before one set for an earlier.
+        ran = []
+        done = threading.Event()
+        pacer, slack = self.pacer, self.pacer.slack
+
+        def schedule():
+            now = pacer.clock()
+            offsets = [((i * 7919) % 400) / 10000 for i in range(400)]  # 0 to 39.9 ms, shuffled
+            for offset in offsets:
+                when = now + offset
+                pacer.call_at(when, lambda when=when: ran.append((when, pacer.clock())))
+            pacer.call_at(now + 0.05, done.set)
+
+        pacer.call_soon_threadsafe(schedule)
+        self.assertTrue(done.wait(support.TIMEOUT))
+        self.assertEqual(len(ran), 400)
+        early = [when - at for when, at in ran if at < when - slack]
+        self.assertEqual(early, [], "timers ran more than the slack early")
+        buckets = [int(when / slack) for when, _ in ran]
+        self.assertEqual(buckets, sorted(buckets))
+
+    def test_slack_must_be_positive(self):
+        with self.assertRaises(ValueError):
+            Pacer(slack=0)
 
     def test_bad_step_closes_only_its_stream(self):
         bad_server, bad_client = self.pair()
