@@ -12,7 +12,7 @@ SECRETS = ("sk-header-secret", "sk-llm-secret", "sk-body-secret", "sk-x-api-secr
 
 
 def add(book, path="/v1/pipes/run", status=200, body=b"{}", headers=(), method="POST", run_id=None, fixture=None):
-    return book.add(time=0.0, method=method, path=path, query="", headers=headers, body=body, status=status,
+    book.add(time=0.0, method=method, path=path, query="", headers=headers, body=body, status=status,
                     run_id=run_id, fixture=fixture, request_id="r")
 
 
