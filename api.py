@@ -373,6 +373,10 @@ def _json_type(value: Any) -> str:
     return "a number"
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+"""Reads request bodies: NaN, Infinity and numbers that overflow a float are not JSON to it."""
+
+
 def json_body(request: Request) -> Any:
     """The body as JSON (``{}`` when empty). Raises ``BadRequest`` for bytes that are not
     UTF-8 or not JSON (``NaN``, ``Infinity`` and numbers such as ``1e999`` that overflow a
@@ -386,7 +390,9 @@ def json_body(request: Request) -> Any:
     except UnicodeDecodeError as exc:
         raise BadRequest("Request body is not valid UTF-8 (byte %d)." % exc.start) from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        # json.loads only for its message about a byte order mark: with keyword arguments it
+        # would build a decoder per call.
+        value = _DECODER.decode(text) if text[:1] != "\ufeff" else json.loads(text)
     except ValueError as exc:
         raise BadRequest("Request body is not valid JSON: %s." % exc) from None
     except RecursionError:  # nested past what the parser itself can follow
