@@ -226,3 +226,25 @@ class ValidationTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NewUuid4Test(unittest.TestCase):
+    def test_ids_are_version_4_uuids_unique_across_threads_and_batches(self):
+        import uuid
+        import threads
+
+        made = []
+
+        def make():
+            made.extend([threads.new_uuid4() for _ in range(700)])  # past two batches of 256 each
+
+        workers = [threading.Thread(target=make) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(support.TIMEOUT)
+        self.assertEqual(len(made), 2800)
+        self.assertEqual(len(set(made)), 2800)
+        for value in made:
+            parsed = uuid.UUID(value)
+            self.assertEqual((str(parsed), parsed.version, parsed.variant), (value, 4, uuid.RFC_4122))
