@@ -16,6 +16,14 @@ def run() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     if sys.path[:1] != [here]:
         sys.path.insert(0, here)
+    if "http.client" not in sys.modules and "ssl" not in sys.modules:
+        # As main.py does when run as a script: http.client without ssl, so that OpenSSL
+        # stays unloaded unless an https --upstream needs it.
+        sys.modules["ssl"] = None  # type: ignore[assignment]
+        try:
+            __import__("http.client")
+        finally:
+            del sys.modules["ssl"]
     import main
 
     sys.exit(main.main(prog="langbase-mock"))

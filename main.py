@@ -11,6 +11,19 @@ Standard library only (Python 3.9+). Run ``python3 main.py --help`` for the opti
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__" and "http.client" not in sys.modules and "ssl" not in sys.modules:
+    # The server program (the installed command does the same in __main__.py): import
+    # http.client, which http.server needs, while `import ssl` fails, as on a Python built
+    # without ssl. OpenSSL then stays unloaded, about 4 MB less memory; an https --upstream
+    # imports ssl when the server starts and has its own connection class (upstream.py).
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    try:
+        __import__("http.client")
+    finally:
+        del sys.modules["ssl"]
+
 import argparse
 import concurrent.futures
 import gc
@@ -21,7 +34,6 @@ import os
 import signal
 import socket
 import socketserver
-import sys
 import threading
 import time
 from dataclasses import dataclass, field

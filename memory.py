@@ -38,7 +38,6 @@ import heapq
 import math
 import mimetypes
 import re
-import secrets
 import sys
 import threading
 import zlib
@@ -562,6 +561,14 @@ def check_meta(value: Any, param: str = "meta") -> Dict[str, str]:
     return dict(value)
 
 
+def _new_token() -> str:
+    """The unguessable part of a signed upload URL. ``secrets`` is imported here, at the first
+    upload, not with the module: it imports ``hmac``, which loads OpenSSL's libcrypto (see
+    ``digests``)."""
+    import secrets
+    return secrets.token_urlsafe(32)
+
+
 class MemoryStore:
     """Memories, their documents and pending signed uploads, in process memory.
 
@@ -578,7 +585,7 @@ class MemoryStore:
 
     def __init__(self, clock: Callable[[], float], processing_seconds: float, max_memories: int,
                  max_documents: int, max_bytes: int,
-                 new_token: Callable[[], str] = lambda: secrets.token_urlsafe(32)) -> None:
+                 new_token: Callable[[], str] = _new_token) -> None:
         self._clock = clock
         self._processing = processing_seconds
         self.max_memories, self.max_documents, self.max_bytes = max_memories, max_documents, max_bytes

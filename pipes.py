@@ -20,7 +20,6 @@ imports that module.
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import random
 import re
@@ -29,6 +28,7 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Se
 
 from json.encoder import encode_basestring  # what dumps_compact does for a str, minus 3 calls
 
+from digests import sha256
 from sse import DONE, dumps_compact, encode_event
 from threads import ROLES, InvalidRequest, check_thread_id, parse_messages
 
@@ -389,7 +389,7 @@ def request_digest(request: RunRequest) -> str:
     material = dumps_compact(
         [request.messages, request.variables, request.tools, request.tool_choice]
     ).encode("utf-8")
-    return hashlib.sha256(material).hexdigest()
+    return sha256(material).hexdigest()
 
 
 def seeded_random(seed: int, digest: str, purpose: str, lazy: bool = False) -> random.Random:

@@ -34,7 +34,6 @@ import logging
 import os
 import re
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
@@ -174,9 +173,8 @@ class Job:
         up = self.upstream
         deadline = time.monotonic() + up.timeout
         where = "%s://%s:%d" % (up.scheme, up.host, up.port)
-        if up.scheme == "https":
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                up.host, up.port, timeout=up.timeout, context=ssl.create_default_context())
+        if up.tls is not None:
+            conn: http.client.HTTPConnection = _HTTPSConnection(up.host, up.port, up.timeout, up.tls)
         else:
             conn = http.client.HTTPConnection(up.host, up.port, timeout=up.timeout)
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -421,15 +419,43 @@ class LiveReply:
             self._closed_early()
 
 
+class _HTTPSConnection(http.client.HTTPConnection):
+    """What ``http.client.HTTPSConnection(host, port, timeout=..., context=tls)`` does: TCP,
+    then the TLS handshake, which checks the certificate against ``host`` (also sent for SNI).
+    Our own because the server program imports ``http.client`` without ``ssl`` (see main.py),
+    which leaves that module without its ``HTTPSConnection``."""
+
+    default_port = 443
+
+    def __init__(self, host: str, port: int, timeout: float, tls: Any) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._tls = tls
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self.host)
+
+
+def _tls_context() -> Any:
+    """The ``ssl.SSLContext`` for an https upstream: ``ssl.create_default_context()``, which
+    verifies the certificate and the host name against the system's CAs (or ``SSL_CERT_FILE``
+    / ``SSL_CERT_DIR``). ``ssl`` is imported here, not at the top: it loads OpenSSL, about
+    4 MB of memory that a server without an https upstream does not need."""
+    import ssl
+    return ssl.create_default_context()
+
+
 class Upstream:
     """The ``--upstream`` endpoint: ``url`` (base, e.g. ``http://127.0.0.1:11434/v1``), ``key``
     (sent as bearer key, or None), ``timeout`` (seconds for a whole exchange), ``record_dir``
     (where ``--record`` writes one fixture file per exchange, or None). ``start(...)`` begins
-    a ``Job`` on a new worker thread, at most ``MAX_JOBS`` at once."""
+    a ``Job`` on a new worker thread, at most ``MAX_JOBS`` at once. ``tls`` is the
+    ``_tls_context()`` every exchange with an https upstream uses (made once, here), or None."""
 
     def __init__(self, url: str, key: Optional[str] = None, timeout: float = 60.0,
                  record_dir: Optional[str] = None) -> None:
         self.scheme, self.host, self.port, self.base = parse_url(url)
+        self.tls = _tls_context() if self.scheme == "https" else None
         self.key = key
         self.timeout = timeout
         self.record_dir = record_dir

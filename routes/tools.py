@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
 import struct
 import zlib
@@ -27,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import memory
 from api import App, BadRequest, JsonResponse, Request, Response, Route, json_text_response, object_body, route
+from digests import sha256
 
 __all__ = ["ROUTES", "png", "parse_form"]
 
@@ -278,7 +278,7 @@ def png(width: int, height: int, pixel: Any) -> bytes:
 def _image_url(seed: bytes) -> str:
     """A data URL of a ``IMAGE_SIDE``-pixel square PNG: a gradient whose colours come from
     ``seed``'s hash."""
-    r, g, b = hashlib.sha256(seed).digest()[:3]
+    r, g, b = sha256(seed).digest()[:3]
     image = png(IMAGE_SIDE, IMAGE_SIDE, lambda x, y: ((r + 3 * x) % 256, (g + 3 * y) % 256, b))
     return "data:image/png;base64," + base64.b64encode(image).decode("ascii")
 
