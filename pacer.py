@@ -606,6 +606,10 @@ class Pacer:
                             log.exception("error on a connection; closing it")
                             obj.close("error")
                     if clock() > check_at:
+                        if callbacks:
+                            # A call from another thread (stop(), say) waits no longer than this;
+                            # the connections not read yet are still readable at the next select.
+                            break
                         # Also take new connections off the kernel's accept queue, whose overflow
                         # costs a client a SYN retransmit (a second or more).
                         for listener in self._listeners:

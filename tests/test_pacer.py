@@ -262,6 +262,47 @@ class PacerStopTest(unittest.TestCase):
             self.assertEqual(support.read_all(client), b"23")
         self.assertEqual(pacer.open_streams, 0)
 
+    def test_stop_is_not_held_up_by_a_long_batch_of_requests(self):
+        # A burst of new requests is answered one after another from one select; a stop()
+        # (SIGTERM) asked meanwhile must not wait for the whole batch: 100 clients whose
+        # requests take 20 ms each to answer make a 2 s batch.
+        pacer = Pacer(read_budget=0.002)
+        started = threading.Event()
+
+        class Slow:
+            def __init__(self, conn):
+                self.conn = conn
+
+            def data_received(self, data):
+                started.set()
+                time.sleep(0.02)  # answering this request takes a while
+
+            def eof_received(self):
+                pass
+
+            def plan_done(self):
+                pass
+
+            def connection_lost(self, outcome):
+                pass
+
+        pairs = [socket.socketpair() for _ in range(100)]
+        try:
+            for _, client in pairs:
+                client.sendall(b"a request")
+            pacer.start()
+            pacer.call_soon_threadsafe(lambda: [pacer.adopt(server, ("test", 0), Slow) for server, _ in pairs])
+            self.assertTrue(started.wait(support.TIMEOUT))
+            began = time.monotonic()
+            pacer.stop(timeout=0.1)
+            took = time.monotonic() - began
+            self.assertFalse(pacer._thread.is_alive(), "the loop was still answering the batch")
+            self.assertLess(took, 0.5)
+        finally:
+            for server, client in pairs:
+                server.close()
+                client.close()
+
 
 if __name__ == "__main__":
     unittest.main()
