@@ -120,7 +120,7 @@ def _kept_body(body: bytes) -> Tuple[int, Any, bool]:
     text = body.decode("utf-8", "replace")
     if len(text) <= MAX_BODY_CHARS:
         lowered = text.lower()
-        if "\\u" not in lowered and not _SECRET_WORD_RE.search(lowered):
+        if "\\u" not in lowered and not _SECRET_WORD_RE.search(lowered.replace("-", "").replace("_", "")):
             # No member can be a secret and no escape can hide one or make a lone surrogate:
             # nothing to mask (most chat bodies).
             return _JSON_LATER, text, False

@@ -42,6 +42,14 @@ class JournalUnitTest(unittest.TestCase):
         self.assertEqual(journal.mask_body(json.dumps(plain).encode()), (plain, False))
         self.assertEqual(journal.mask_body(b"not json"), ("not json", False))
 
+    def test_secret_names_spelt_with_dashes_or_underscores_are_masked_in_any_body(self):
+        # _secret_key ignores '-' and '_' ("pass_word" is "password"), so the fast path for
+        # bodies "with nothing to mask" must not keep such a member's value either.
+        for name in ("pass_word", "to-ken", "api_k-ey"):
+            with self.subTest(name=name):
+                body, _ = journal.mask_body(json.dumps({name: "abc"}).encode())
+                self.assertEqual(body, {name: "***"})
+
     def test_long_bodies_are_cut_and_masked(self):
         raw = json.dumps({"apiKey": "sk-long", "pad": "x" * (journal.MAX_BODY_CHARS * 2)}).encode()
         text, cut = journal.mask_body(raw)
