@@ -86,6 +86,17 @@ _random_pool = [b"", 0]  # [bytes from os.urandom, how many of them are handed o
 _random_lock = threading.Lock()
 
 
+def _forget_random_pool() -> None:
+    """In a forked child: draw fresh bytes, never the parent's (and a lock no thread holds)."""
+    global _random_lock
+    _random_pool[:] = [b"", 0]
+    _random_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_random_pool)
+
+
 def new_uuid4() -> str:
     """A random (version 4) UUID string from ``os.urandom``, like ``str(uuid.uuid4())``.
     A run makes several, and a system call each was about 6% of the server's CPU under a
