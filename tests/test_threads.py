@@ -8,6 +8,7 @@ import tempfile
 import threading
 import tracemalloc
 import unittest
+import warnings
 
 from sqlite_store import SqliteThreadStore
 from tests import support
@@ -224,10 +225,6 @@ class ValidationTest(unittest.TestCase):
             parse_messages([{"role": "user", "content": "x", "attachments": "no"}], thread=True)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class NewUuid4Test(unittest.TestCase):
     def test_ids_are_version_4_uuids_unique_across_threads_and_batches(self):
         import uuid
@@ -248,3 +245,31 @@ class NewUuid4Test(unittest.TestCase):
         for value in made:
             parsed = uuid.UUID(value)
             self.assertEqual((str(parsed), parsed.version, parsed.variant), (value, 4, uuid.RFC_4122))
+
+
+class NewUuid4ForkTest(unittest.TestCase):
+    @unittest.skipUnless(hasattr(os, "fork"), "needs os.fork")
+    def test_a_forked_child_does_not_repeat_the_parents_ids(self):
+        import threads
+
+        threads.new_uuid4()  # the parent now holds a batch of random bytes
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():  # 3.12+: fork() in a process with threads warns
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the child: send its next id, and leave at once
+            try:
+                os.write(write_end, threads.new_uuid4().encode("ascii"))
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        try:
+            child_id = os.read(read_end, 64).decode("ascii")
+        finally:
+            os.close(read_end)
+            os.waitpid(pid, 0)
+        self.assertNotEqual(child_id, threads.new_uuid4())
+
+
+if __name__ == "__main__":
+    unittest.main()
