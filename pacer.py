@@ -403,8 +403,9 @@ class Pacer:
         read_budget: seconds of reading and answering requests after which the steps of
             streams that fell due meanwhile are run, before the next request.
         slack: seconds early a timer may run (> 0): timers are kept in buckets this wide and
-            a bucket runs as a whole once its start has passed, so thousands of streams cost
-            far fewer wake-ups and heap operations (timer slack).
+            a bucket runs as a whole, its timers in the order they were set, once its start
+            has passed, so thousands of streams cost far fewer wake-ups and heap operations
+            (timer slack).
         clock: monotonic time in seconds.
 
     Thread safety: ``call_soon_threadsafe``, ``stop``, ``open_streams`` and ``connections``
@@ -444,7 +445,7 @@ class Pacer:
         self._wake_pending = False
         self._callbacks: Deque[Callable[[], None]] = collections.deque()
         self._buckets: Dict[int, List[Timer]] = {}  # bucket number → its timers, in the order set
-        self._bucket_heap: List[int] = []  # the buckets' numbers (when // slack), a heap
+        self._bucket_heap: List[int] = []  # the buckets' numbers (int(when / slack)), a heap
         self._connections: Dict[int, Connection] = {}
         self._listeners: List[_Listener] = []
         self._drain_until = 0.0
@@ -623,9 +624,9 @@ class Pacer:
         one stream that is always due cannot keep the loop from everything else."""
         heap = self._bucket_heap
         buckets = self._buckets
-        horizon = int(self.clock() * self._per_second)  # every bucket that has started
+        now, slack = self.clock(), self.slack
         due = []
-        while heap and heap[0] <= horizon:
+        while heap and heap[0] * slack <= now:  # started: the same test as _loop's timeout
             due.append(buckets.pop(heapq.heappop(heap)))
         for bucket in due:
             for timer in bucket:
