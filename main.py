@@ -18,6 +18,8 @@ if __name__ == "__main__" and "http.client" not in sys.modules and "ssl" not in 
     # http.client, which http.server needs, while `import ssl` fails, as on a Python built
     # without ssl. OpenSSL then stays unloaded, about 4 MB less memory; an https --upstream
     # imports ssl when the server starts and has its own connection class (upstream.py).
+    # For the life of this process, http.client then has no HTTPSConnection (so urllib.request
+    # cannot open https:// URLs); nothing in the server uses them.
     sys.modules["ssl"] = None  # type: ignore[assignment]
     try:
         __import__("http.client")
