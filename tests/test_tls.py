@@ -1,8 +1,10 @@
 """OpenSSL only when it is used: the server program (``python3 main.py``, ``python3 .``)
 loads neither ``ssl`` nor ``_hashlib`` (both load OpenSSL's libcrypto, about 4 MB of memory),
 and an https ``--upstream`` still works: a streamed run goes through TLS to a local HTTPS
-upstream whose certificate comes from a test CA (``trustme``), trusted through
-``SSL_CERT_FILE``, and is refused (502) when that CA is not trusted.
+upstream whose certificate comes from a test CA, trusted through ``SSL_CERT_FILE``, and is
+refused (502) when that CA is not trusted. The CA and the upstream's key and certificate (for
+``127.0.0.1`` and ``localhost``, valid until the year 3000) are files in ``tests/data``, made
+once with the ``trustme`` package; they serve these tests only.
 
 Each server runs in its own process, so the test process's own imports do not count."""
 
@@ -12,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import unittest
 
@@ -22,12 +23,10 @@ try:
     import ssl
 except ImportError:  # a Python built without ssl
     ssl = None  # type: ignore[assignment]
-try:
-    import trustme
-except ImportError:
-    trustme = None
 
 OPENSSL_MODULES = ("ssl", "_ssl", "_hashlib")
+TEST_CA = os.path.join(ROOT, "tests", "data", "tls-ca.pem")
+UPSTREAM_KEY_AND_CERT = os.path.join(ROOT, "tests", "data", "tls-upstream.pem")
 PIECES = ["Hello", " over", " TLS", "."]
 ASK = {"stream": True, "messages": [{"role": "user", "content": "Say hello"}]}
 
@@ -100,18 +99,10 @@ class _Upstream(http.server.BaseHTTPRequestHandler):
 
 
 @unittest.skipIf(ssl is None, "this Python has no ssl module")
-@unittest.skipIf(trustme is None, "trustme is not installed (pip install trustme; .ci/run installs it from "
-                                  "tests/interop/requirements.txt): the https upstream test needs its test CA")
 class HttpsUpstreamTest(unittest.TestCase):
     def setUp(self):
-        ca = trustme.CA()
-        folder = tempfile.mkdtemp(prefix="lb-mock-tls-")
-        self.addCleanup(lambda: [os.remove(os.path.join(folder, f)) for f in os.listdir(folder)]
-                        and os.rmdir(folder))
-        self.ca_file = os.path.join(folder, "ca.pem")
-        ca.cert_pem.write_to_path(self.ca_file)
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert("127.0.0.1").configure_cert(context)
+        context.load_cert_chain(UPSTREAM_KEY_AND_CERT)
         self.upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
         self.upstream.seen = []
         self.upstream.socket = context.wrap_socket(self.upstream.socket, server_side=True)
@@ -124,7 +115,7 @@ class HttpsUpstreamTest(unittest.TestCase):
     def server(self, trust):
         env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
         if trust:
-            env["SSL_CERT_FILE"] = self.ca_file  # ssl.create_default_context() trusts it
+            env["SSL_CERT_FILE"] = TEST_CA  # ssl.create_default_context() trusts it
         url = "https://127.0.0.1:%d/v1" % self.upstream.server_address[1]
         return start(self, [sys.executable, os.path.join(ROOT, "main.py"), "--port", "0", "--upstream", url,
                             "--log-level", "error"], env)[1]
