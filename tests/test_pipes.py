@@ -286,6 +286,21 @@ class LazyRandomTest(unittest.TestCase):
         self.assertEqual([lazy.randint(1, 3) for _ in range(20)], [eager.randint(1, 3) for _ in range(20)])
 
 
+class DigestTest(unittest.TestCase):
+    def test_sha256_is_hashlibs_and_comes_from_the_standard_library(self):
+        import hashlib
+        import sys
+
+        import digests
+
+        for data in (b"", b"abc", "h\u00e9llo".encode(), bytes(range(256)) * 40):
+            self.assertEqual(digests.sha256(data).hexdigest(), hashlib.sha256(data).hexdigest())
+        module = getattr(digests.sha256, "__module__", None)  # _sha256, _sha2, or _hashlib via hashlib
+        names = getattr(sys, "stdlib_module_names", None)  # Python 3.10+
+        if names is not None and module:
+            self.assertIn(module.split(".")[0], names)
+
+
 class RunLogTest(unittest.TestCase):
     def test_run_log_keeps_newest_within_limit(self):
         log = RunLog(limit=2)
