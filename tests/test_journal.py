@@ -131,6 +131,15 @@ class JournalRoutesTest(unittest.TestCase):
             self.assertEqual(call(s.port, "DELETE", "/mock/requests").json(), {"deleted": 3})
             self.assertEqual(call(s.port, "GET", "/mock/requests").json(), {"requests": []})
 
+    def test_a_secret_name_spelt_with_an_underscore_is_masked_over_the_wire(self):
+        # The body holds no other secret-looking word, so only the spelling decides.
+        with RunningServer() as s:
+            call(s.port, "POST", "/v1/pipes/run", {"messages": [{"role": "user", "content": "Hi"}],
+                                                   "extra": {"pass_word": "sk-underscored"}})
+            r = call(s.port, "GET", "/mock/requests")
+            self.assertNotIn(b"sk-underscored", r.body)
+            self.assertEqual(r.json()["requests"][0]["body"]["extra"], {"pass_word": "***"})
+
     def test_a_token_stream_that_follows_a_generation_names_its_fixture(self):
         with RunningServer() as s:
             call(s.port, "POST", "/mock/fixtures", {"name": "tokens", "match": {"user": "Hi"},
