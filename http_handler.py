@@ -215,7 +215,12 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
         lines.pop()
     length = _check_framing(lines, max_body)
     parser = _HeadParser(head)
-    if not parser.parse_request():
+    try:
+        parsed = parser.parse_request()
+    except ValueError:  # the email parser decoding a multipart boundary*=undefined''x (a UnicodeError)
+        raise BadRequest("Malformed request head: a header parameter in a charset that cannot be decoded.",
+                         close=True) from None
+    if not parsed:
         code, message = parser.error or (400, "Bad request")
         error_class = HeadersTooLarge if code == 431 else BadRequest
         raise error_class("Malformed request: %s." % message.rstrip("."), close=True)

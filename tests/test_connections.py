@@ -327,6 +327,22 @@ class FramingTest(SocketTestCase):
                     sock.close()
             self.assertEqual(call(s.port, "GET", "/health").status, 200)
 
+    def test_multipart_boundary_in_an_undecodable_charset_is_400_not_a_traceback(self):
+        # The standard library's header parser decodes an RFC 2231 boundary of a multipart
+        # Content-Type while it reads the head; a charset that fails to decode used to escape
+        # as an exception: a traceback in the log and the connection closed without an answer.
+        with RunningServer() as s, self.assertLogs(level=logging.INFO) as logs:
+            for path in ("/health", "/v1/parser"):
+                with self.subTest(path):
+                    sock = self.open(s.port)
+                    sock.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                                 b"boundary*=undefined''x\r\nContent-Length: 0\r\n\r\n" % path.encode())
+                    self.assert_error_close(self.read_to_close(sock), 400, "BAD_REQUEST")
+                    sock.close()
+            self.assertEqual(call(s.port, "GET", "/health").status, 200)
+            logging.getLogger("access").info("marker")  # assertLogs needs one record
+        self.assertEqual([r.getMessage() for r in logs.records if r.levelno >= logging.WARNING], [])
+
     def test_unknown_method_is_501(self):
         with RunningServer() as s:
             sock = self.open(s.port)
