@@ -200,6 +200,19 @@ class HostileInputTest(Base):
                              ("DELETE", "/v1/memory/m/documents/%2F")):
             self.assertEqual(call(self.port, method, path).status, 404, path)
 
+    def test_form_part_parameters_in_an_undecodable_charset_are_400(self):
+        # RFC 2231 and RFC 2047 parameters of a part's Content-Disposition name their charset; the
+        # email package raised UnicodeError (or returned a lone surrogate) for some: a 500.
+        odd = ("filename*=unicode_escape''%5Cud800.txt", "filename*=utf-7''+2AA-.txt",
+               "filename*=punycode''abc-9999999.txt", 'filename="=?unicode_escape?q?=5Cud800?=.txt"')
+        for param in odd:
+            with self.subTest(param=param):
+                body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"document\"; " + param.encode()
+                        + b"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XyZ--\r\n")
+                r = call(self.port, "POST", "/v1/parser", body, {"Content-Type": "multipart/form-data; boundary=XyZ"})
+                self.assertError(r, 400, "BAD_REQUEST", "form part")
+        self.assertEqual(call(self.port, "GET", "/health").status, 200)
+
 
 class BoundsTest(Base):
     settings = {"memory_processing_seconds": 0, "max_memories": 1, "max_documents": 1, "max_memory_bytes": 4000,
