@@ -450,9 +450,10 @@ class HttpConnection:
         (or the connection was closed or answered with an error)."""
         buf = self.buf
         if buf[:1] in (b"\r", b"\n"):
-            # RFC 9112 2.2: blank lines before a request line are ignored.
+            # RFC 9112 2.2: blank lines before a request line are ignored, also when they come
+            # in reads of their own (after a body, say): they are not an empty head.
             match = _LEADING_BLANK_LINES.match(buf)
-            if match and match.end() < len(buf):
+            if match:
                 del buf[:match.end()]
                 self.scanned = 0
         if not buf:

@@ -609,6 +609,28 @@ class AnsweredOnceTest(SocketTestCase):
             pair = call(s.port, "POST", "/v1/threads", b'{"metadata": {"a": "\\ud83d\\ude80"}}')
             self.assertEqual(pair.json()["metadata"], {"a": "\U0001f680"})
 
+    def test_blank_lines_before_a_request_are_ignored_however_they_arrive(self):
+        # RFC 9112 2.2 again, when the blank lines come in reads of their own: on a new
+        # connection, or after a body (old clients add a CRLF or two that Content-Length does
+        # not count). They used to be taken for an empty head: a 400 and the connection closed.
+        with RunningServer() as s:
+            sock = self.open(s.port)
+            for _ in range(2):
+                sock.sendall(b"\r\n")
+                time.sleep(0.05)
+            sock.sendall(request_bytes("GET", "/health"))
+            self.assertEqual(ResponseReader(sock).read().status, 200)
+            sock = self.open(s.port)
+            reader = ResponseReader(sock)
+            sock.sendall(request_bytes("POST", "/v1/threads", b"{}", {"Content-Type": "application/json"}) + b"\r\n\r\n")
+            self.assertEqual(reader.read().status, 200)
+            time.sleep(0.05)
+            sock.sendall(request_bytes("GET", "/health"))
+            self.assertEqual(reader.read().status, 200)
+            sock.sendall(b"\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            self.assertEqual(self.read_to_close(sock), b"")  # only blank lines, then the end: nothing to answer
+
     def test_request_line_odds_and_ends(self):
         with RunningServer() as s:
             sock = self.open(s.port)  # blank lines before a request line are ignored (RFC 9112 2.2)
