@@ -202,6 +202,14 @@ class _Head:
         self.requestline = requestline
 
 
+def _origin_form(target: str) -> str:
+    """The path and query of a request target: an absolute-form target (RFC 9112 3.2.2,
+    ``http://host/path?query``) without its scheme and authority; any other as it is."""
+    if target[:7].lower() == "http://" or target[:8].lower() == "https://":
+        return "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+    return target
+
+
 def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
     """Parse a request head (request line, header lines and the blank line that ends them).
 
@@ -232,10 +240,7 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
                          close=True)
         error.status, error.code = 501, "NOT_IMPLEMENTED"
         raise error
-    target = parser.path
-    if target[:7].lower() == "http://" or target[:8].lower() == "https://":
-        target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"  # absolute-form
-    path, _, query = target.partition("?")
+    path, _, query = _origin_form(parser.path).partition("?")
     path = path.partition("#")[0]
     headers = parser.headers
     request = Request(method, path, query=query, version=parser.request_version, headers=headers,
@@ -482,8 +487,12 @@ class HttpConnection:
         try:
             self.head = parse_head(raw, self.limits.max_body_bytes, self._client())
         except ApiError as exc:
-            path = raw.split(b" ", 2)[1].decode("latin-1") if raw.count(b" ") >= 2 else "/"
-            self._respond_error(exc, path.partition("?")[0], None)
+            # The error in the shape of the route the target names, read as parse_head reads it
+            # (parse_request first collapses a leading "//").
+            target = raw.split(b" ", 2)[1].decode("latin-1") if raw.count(b" ") >= 2 else "/"
+            if target.startswith("//"):
+                target = "/" + target.lstrip("/")
+            self._respond_error(exc, _origin_form(target).partition("?")[0].partition("#")[0], None)
             return False
         return True
 

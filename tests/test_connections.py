@@ -631,6 +631,24 @@ class AnsweredOnceTest(SocketTestCase):
             sock.shutdown(socket.SHUT_WR)
             self.assertEqual(self.read_to_close(sock), b"")  # only blank lines, then the end: nothing to answer
 
+    def test_a_malformed_head_is_answered_in_the_shape_of_the_route_its_target_names(self):
+        # An absolute-form target (RFC 9112 3.2.2) or a leading "//" names the same route as
+        # its path; a framing error used to be answered in Langbase's envelope for them.
+        with RunningServer() as s:
+            for target in ("/v1/chat/completions", "http://127.0.0.1/v1/chat/completions",
+                           "HTTPS://localhost:8000/v1/chat/completions?x=1", "//v1/chat/completions",
+                           "http://127.0.0.1/api/chat", "/api/chat"):
+                with self.subTest(target=target):
+                    sock = self.open(s.port)
+                    sock.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +2\r\n\r\n{}" % target.encode())
+                    status, _, body, _ = parse_response(self.read_to_close(sock))
+                    self.assertEqual(status, 400)
+                    shape = json.loads(body)
+                    if "/api/chat" in target:  # Lobe Chat's error body
+                        self.assertEqual(sorted(shape), ["body", "errorType"], body)
+                    else:
+                        self.assertEqual(shape["error"]["type"], "invalid_request_error", body)
+
     def test_request_line_odds_and_ends(self):
         with RunningServer() as s:
             sock = self.open(s.port)  # blank lines before a request line are ignored (RFC 9112 2.2)
