@@ -202,6 +202,14 @@ class _Head:
         self.requestline = requestline
 
 
+def _origin_form(target: str) -> str:
+    """The path and query of a request target: an absolute-form target (RFC 9112 3.2.2,
+    ``http://host/path?query``) without its scheme and authority; any other as it is."""
+    if target[:7].lower() == "http://" or target[:8].lower() == "https://":
+        return "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+    return target
+
+
 def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
     """Parse a request head (request line, header lines and the blank line that ends them).
 
@@ -215,7 +223,12 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
         lines.pop()
     length = _check_framing(lines, max_body)
     parser = _HeadParser(head)
-    if not parser.parse_request():
+    try:
+        parsed = parser.parse_request()
+    except ValueError:  # the email parser decoding a multipart boundary*=undefined''x (a UnicodeError)
+        raise BadRequest("Malformed request head: a header parameter in a charset that cannot be decoded.",
+                         close=True) from None
+    if not parsed:
         code, message = parser.error or (400, "Bad request")
         error_class = HeadersTooLarge if code == 431 else BadRequest
         raise error_class("Malformed request: %s." % message.rstrip("."), close=True)
@@ -227,10 +240,7 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
                          close=True)
         error.status, error.code = 501, "NOT_IMPLEMENTED"
         raise error
-    target = parser.path
-    if target[:7].lower() == "http://" or target[:8].lower() == "https://":
-        target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"  # absolute-form
-    path, _, query = target.partition("?")
+    path, _, query = _origin_form(parser.path).partition("?")
     path = path.partition("#")[0]
     headers = parser.headers
     request = Request(method, path, query=query, version=parser.request_version, headers=headers,
@@ -445,9 +455,10 @@ class HttpConnection:
         (or the connection was closed or answered with an error)."""
         buf = self.buf
         if buf[:1] in (b"\r", b"\n"):
-            # RFC 9112 2.2: blank lines before a request line are ignored.
+            # RFC 9112 2.2: blank lines before a request line are ignored, also when they come
+            # in reads of their own (after a body, say): they are not an empty head.
             match = _LEADING_BLANK_LINES.match(buf)
-            if match and match.end() < len(buf):
+            if match:
                 del buf[:match.end()]
                 self.scanned = 0
         if not buf:
@@ -476,8 +487,12 @@ class HttpConnection:
         try:
             self.head = parse_head(raw, self.limits.max_body_bytes, self._client())
         except ApiError as exc:
-            path = raw.split(b" ", 2)[1].decode("latin-1") if raw.count(b" ") >= 2 else "/"
-            self._respond_error(exc, path.partition("?")[0], None)
+            # The error in the shape of the route the target names, read as parse_head reads it
+            # (parse_request first collapses a leading "//").
+            target = raw.split(b" ", 2)[1].decode("latin-1") if raw.count(b" ") >= 2 else "/"
+            if target.startswith("//"):
+                target = "/" + target.lstrip("/")
+            self._respond_error(exc, _origin_form(target).partition("?")[0].partition("#")[0], None)
             return False
         return True
 

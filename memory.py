@@ -290,6 +290,9 @@ def text_type(content_type: Optional[str], file_name: str) -> str:
     return _EXTENSION_TYPES.get(ext) or mimetypes.guess_type(file_name)[0] or "application/octet-stream"
 
 
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
+
+
 def extract_text(data: bytes, media_type: str, charset: Optional[str] = None) -> str:
     """The text of a file of ``media_type``, decoded as ``charset`` (the ``Content-Type``'s
     parameter; default UTF-8, a BOM dropped) for ``TEXT_TYPES``, HTML reduced to its text by
@@ -297,7 +300,8 @@ def extract_text(data: bytes, media_type: str, charset: Optional[str] = None) ->
     length.
 
     Raises ``ValueError`` with a sentence for users: the type is not a text format, the charset
-    is unknown, or the bytes are not text in it."""
+    is unknown, or the bytes are not text in it (a lone surrogate, which codecs such as
+    ``unicode_escape`` or ``utf-7`` can decode to, included)."""
     kind = TEXT_TYPES.get(media_type)
     if kind is None:
         raise ValueError("The mock reads text files only (%s); this %s file is kept but not indexed."
@@ -317,6 +321,9 @@ def extract_text(data: bytes, media_type: str, charset: Optional[str] = None) ->
     except UnicodeDecodeError as exc:
         raise ValueError("The file is not valid %s text (byte %d)." % ("UTF-8" if encoding == "utf-8-sig" else encoding,
                                                                        exc.start)) from None
+    if encoding != "utf-8-sig" and _SURROGATE_RE.search(text):  # unicode_escape, utf-7... can make one
+        raise ValueError("The file's %s text holds a lone UTF-16 surrogate, which no answer could carry as "
+                         "UTF-8." % encoding)
     if kind == "html":
         lines = (" ".join(line.split()) for line in _html_text(text).splitlines())
         text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

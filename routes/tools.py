@@ -129,7 +129,8 @@ def parse_form(content_type: str, body: bytes) -> List[Tuple[str, Optional[str],
     Raises ``BadRequest`` when the body is not such a form (no boundary, no closing delimiter,
     a part without the blank line after its headers), has more than ``MAX_FORM_PARTS`` parts,
     a part with more than ``MAX_PART_HEADER_LINES`` header lines or without a named
-    ``Content-Disposition``, or a part that is itself ``multipart/*`` (not read)."""
+    ``Content-Disposition``, a part header parameter in a charset that cannot be decoded, or a
+    part that is itself ``multipart/*`` (not read)."""
     if not content_type.lower().startswith("multipart/form-data"):
         raise BadRequest("Send the document as multipart/form-data (fields 'document' and 'documentName').")
     header = Message()
@@ -170,7 +171,12 @@ def _form_part(piece: bytes) -> Tuple[str, Optional[str], Optional[str], bytes]:
     if _NESTED_RE.search(head):
         raise BadRequest("A form part may not be multipart itself (nested multipart is not read).")
     part = BytesParser(policy=policy.HTTP).parsebytes(head + b"\r\n\r\n", headersonly=True)
-    name = part.get_param("name", header="content-disposition")
+    try:
+        name = part.get_param("name", header="content-disposition")
+        file_name = part.get_filename()
+        media_type = part.get_content_type() if part.get("Content-Type") else None
+    except ValueError:  # UnicodeError: an RFC 2231 or 2047 parameter whose charset the email package fails on
+        raise BadRequest("A form part's header has a parameter in a charset that cannot be decoded.") from None
     if not isinstance(name, str):
         raise BadRequest("Every form part needs a Content-Disposition with a name.")
     encoding = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
@@ -181,8 +187,7 @@ def _form_part(piece: bytes) -> Tuple[str, Optional[str], Optional[str], bytes]:
             content = binascii.a2b_qp(content)
     except binascii.Error:
         raise BadRequest("A form part's %s content is malformed." % encoding) from None
-    media_type = part.get_content_type() if part.get("Content-Type") else None
-    return name, part.get_filename(), media_type, content
+    return name, file_name, media_type, content
 
 
 def parser(request: Request, app: App) -> Response:

@@ -327,6 +327,22 @@ class FramingTest(SocketTestCase):
                     sock.close()
             self.assertEqual(call(s.port, "GET", "/health").status, 200)
 
+    def test_multipart_boundary_in_an_undecodable_charset_is_400_not_a_traceback(self):
+        # The standard library's header parser decodes an RFC 2231 boundary of a multipart
+        # Content-Type while it reads the head; a charset that fails to decode used to escape
+        # as an exception: a traceback in the log and the connection closed without an answer.
+        with RunningServer() as s, self.assertLogs(level=logging.INFO) as logs:
+            for path in ("/health", "/v1/parser"):
+                with self.subTest(path):
+                    sock = self.open(s.port)
+                    sock.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                                 b"boundary*=undefined''x\r\nContent-Length: 0\r\n\r\n" % path.encode())
+                    self.assert_error_close(self.read_to_close(sock), 400, "BAD_REQUEST")
+                    sock.close()
+            self.assertEqual(call(s.port, "GET", "/health").status, 200)
+            logging.getLogger("access").info("marker")  # assertLogs needs one record
+        self.assertEqual([r.getMessage() for r in logs.records if r.levelno >= logging.WARNING], [])
+
     def test_unknown_method_is_501(self):
         with RunningServer() as s:
             sock = self.open(s.port)
@@ -592,6 +608,46 @@ class AnsweredOnceTest(SocketTestCase):
             self.assertEqual(call(s.port, "GET", "/health").json()["threads"], 0)
             pair = call(s.port, "POST", "/v1/threads", b'{"metadata": {"a": "\\ud83d\\ude80"}}')
             self.assertEqual(pair.json()["metadata"], {"a": "\U0001f680"})
+
+    def test_blank_lines_before_a_request_are_ignored_however_they_arrive(self):
+        # RFC 9112 2.2 again, when the blank lines come in reads of their own: on a new
+        # connection, or after a body (old clients add a CRLF or two that Content-Length does
+        # not count). They used to be taken for an empty head: a 400 and the connection closed.
+        with RunningServer() as s:
+            sock = self.open(s.port)
+            for _ in range(2):
+                sock.sendall(b"\r\n")
+                time.sleep(0.05)
+            sock.sendall(request_bytes("GET", "/health"))
+            self.assertEqual(ResponseReader(sock).read().status, 200)
+            sock = self.open(s.port)
+            reader = ResponseReader(sock)
+            sock.sendall(request_bytes("POST", "/v1/threads", b"{}", {"Content-Type": "application/json"}) + b"\r\n\r\n")
+            self.assertEqual(reader.read().status, 200)
+            time.sleep(0.05)
+            sock.sendall(request_bytes("GET", "/health"))
+            self.assertEqual(reader.read().status, 200)
+            sock.sendall(b"\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            self.assertEqual(self.read_to_close(sock), b"")  # only blank lines, then the end: nothing to answer
+
+    def test_a_malformed_head_is_answered_in_the_shape_of_the_route_its_target_names(self):
+        # An absolute-form target (RFC 9112 3.2.2) or a leading "//" names the same route as
+        # its path; a framing error used to be answered in Langbase's envelope for them.
+        with RunningServer() as s:
+            for target in ("/v1/chat/completions", "http://127.0.0.1/v1/chat/completions",
+                           "HTTPS://localhost:8000/v1/chat/completions?x=1", "//v1/chat/completions",
+                           "http://127.0.0.1/api/chat", "/api/chat"):
+                with self.subTest(target=target):
+                    sock = self.open(s.port)
+                    sock.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +2\r\n\r\n{}" % target.encode())
+                    status, _, body, _ = parse_response(self.read_to_close(sock))
+                    self.assertEqual(status, 400)
+                    shape = json.loads(body)
+                    if "/api/chat" in target:  # Lobe Chat's error body
+                        self.assertEqual(sorted(shape), ["body", "errorType"], body)
+                    else:
+                        self.assertEqual(shape["error"]["type"], "invalid_request_error", body)
 
     def test_request_line_odds_and_ends(self):
         with RunningServer() as s:

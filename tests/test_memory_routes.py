@@ -200,6 +200,34 @@ class HostileInputTest(Base):
                              ("DELETE", "/v1/memory/m/documents/%2F")):
             self.assertEqual(call(self.port, method, path).status, 404, path)
 
+    def test_form_part_parameters_in_an_undecodable_charset_are_400(self):
+        # RFC 2231 and RFC 2047 parameters of a part's Content-Disposition name their charset; the
+        # email package raised UnicodeError (or returned a lone surrogate) for some: a 500.
+        odd = ("filename*=unicode_escape''%5Cud800.txt", "filename*=utf-7''+2AA-.txt",
+               "filename*=punycode''abc-9999999.txt", 'filename="=?unicode_escape?q?=5Cud800?=.txt"')
+        for param in odd:
+            with self.subTest(param=param):
+                body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"document\"; " + param.encode()
+                        + b"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XyZ--\r\n")
+                r = call(self.port, "POST", "/v1/parser", body, {"Content-Type": "multipart/form-data; boundary=XyZ"})
+                self.assertError(r, 400, "BAD_REQUEST", "form part")
+        self.assertEqual(call(self.port, "GET", "/health").status, 200)
+
+    def test_a_charset_that_decodes_to_a_lone_surrogate_fails_the_document_not_retrieval(self):
+        # Such text cannot be sent back as UTF-8: kept, it made every retrieval of the memory a 500.
+        call(self.port, "POST", "/v1/memory", {"name": "m"})
+        for charset, data in (("unicode_escape", b"hello \\ud800 world"), ("utf-7", b"hello +2AA- world"),
+                              ("raw_unicode_escape", b"hello \\udfff world")):
+            self.upload(file_name="%s.txt" % charset, data=data, content_type="text/plain; charset=" + charset)
+        self.upload(file_name="fine.txt", data=b"hello \\u00e9 world", content_type="text/plain; charset=unicode_escape")
+        docs = {d["name"]: d for d in call(self.port, "GET", "/v1/memory/m/documents").json()}
+        for charset in ("unicode_escape", "utf-7", "raw_unicode_escape"):
+            self.assertEqual(docs["%s.txt" % charset]["status"], "failed", charset)
+            self.assertIn("surrogate", docs["%s.txt" % charset]["status_message"])
+        self.assertEqual(docs["fine.txt"]["status"], "completed")
+        r = call(self.port, "POST", "/v1/memory/retrieve", {"query": "hello", "memory": [{"name": "m"}]})
+        self.assertEqual((r.status, [x["text"] for x in r.json()]), (200, ["hello \u00e9 world"]), r.body)
+
 
 class BoundsTest(Base):
     settings = {"memory_processing_seconds": 0, "max_memories": 1, "max_documents": 1, "max_memory_bytes": 4000,
