@@ -213,7 +213,7 @@ def _origin_form(target: str) -> str:
 def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
     """Parse a request head (request line, header lines and the blank line that ends them).
 
-    Returns a ``_Head``. Raises ``ApiError`` (400, 411, 413, 431 or 501) for a head that must
+    Returns a ``_Head``. Raises ``ApiError`` (400, 411, 413, 431, 501 or 505) for a head that must
     not be answered as a request; every such error closes the connection."""
     text_lines = head.split(b"\n")
     if _CONTROL.search(text_lines[0].rstrip(b"\r")):
@@ -228,19 +228,29 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
     except ValueError:  # the email parser decoding a multipart boundary*=undefined''x (a UnicodeError)
         raise BadRequest("Malformed request head: a header parameter in a charset that cannot be decoded.",
                          close=True) from None
+    code, message = parser.error or (400, "Bad request")
+    if code == 505 or parsed and (parser.request_version == "HTTP/0.9"
+                                  or not parser.request_version.startswith("HTTP/1.")):
+        # RFC 9110 15.6.6: a well-formed version this server does not speak (HTTP/2.0 as text).
+        words = parser.raw_requestline.split()
+        version = words[-1].decode("latin-1")[5:15] if len(words) >= 3 else "0.9"  # "GET /": HTTP/0.9
+        error = ApiError("HTTP version %s is not supported; send HTTP/1.1 (or HTTP/1.0)." % version, close=True)
+        error.status, error.code = 505, "HTTP_VERSION_NOT_SUPPORTED"
+        raise error
     if not parsed:
-        code, message = parser.error or (400, "Bad request")
         error_class = HeadersTooLarge if code == 431 else BadRequest
         raise error_class("Malformed request: %s." % message.rstrip("."), close=True)
-    if parser.request_version == "HTTP/0.9" or not parser.request_version.startswith("HTTP/1."):
-        raise BadRequest("Only HTTP/1.0 and HTTP/1.1 are supported.", close=True)
     method = parser.command
     if method not in METHODS:
         error = ApiError("Method %s is not implemented; use GET, HEAD, POST, DELETE or OPTIONS." % method[:20],
                          close=True)
         error.status, error.code = 501, "NOT_IMPLEMENTED"
         raise error
-    path, _, query = _origin_form(parser.path).partition("?")
+    target = _origin_form(parser.path)
+    if not target.startswith("/") and not (target == "*" and method == "OPTIONS"):
+        # RFC 9112 3.2: a path (origin-form), a URL (absolute-form), or "*" for OPTIONS only.
+        raise BadRequest("Malformed request target: send a path that starts with '/'.", close=True)
+    path, _, query = target.partition("?")
     path = path.partition("#")[0]
     headers = parser.headers
     request = Request(method, path, query=query, version=parser.request_version, headers=headers,

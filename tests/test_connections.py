@@ -349,6 +349,41 @@ class FramingTest(SocketTestCase):
             sock.sendall(b"BREW /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             self.assert_error_close(self.read_to_close(sock), 501, "NOT_IMPLEMENTED")
 
+    def test_a_version_it_does_not_speak_is_505_and_a_newer_minor_version_is_served(self):
+        # RFC 9110 15.6.6: 505 for a major version the server does not support; RFC 9112 2.3:
+        # a higher minor version of HTTP/1 is answered as the highest one the server speaks.
+        with RunningServer() as s:
+            for version, status in ((b"HTTP/2.0", 505), (b"HTTP/3.0", 505), (b"HTTP/10.0", 505),
+                                    (b"HTTP/0.9", 505), (b"HTTP/1.1x", 400)):
+                with self.subTest(version=version):
+                    sock = self.open(s.port)
+                    sock.sendall(b"GET /health %s\r\nHost: 127.0.0.1\r\n\r\nGET /health HTTP/1.1\r\n"
+                                 b"Host: 127.0.0.1\r\n\r\n" % version)
+                    raw = self.read_to_close(sock)
+                    self.assert_error_close(raw, status, "HTTP_VERSION_NOT_SUPPORTED" if status == 505 else "BAD_REQUEST")
+                    if status == 505:
+                        self.assertIn(version[5:].decode(), json.loads(parse_response(raw)[2])["error"]["message"])
+                    sock.close()
+            with self.open(s.port) as sock:
+                sock.sendall(b"GET /health HTTP/1.2\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                self.assertEqual(parse_response(self.read_to_close(sock))[0], 200)
+
+    def test_a_request_target_that_is_not_a_path_is_400(self):
+        # RFC 9112 3.2: origin-form starts with "/", absolute-form is a URL, and "*" is for
+        # OPTIONS only; anything else is a malformed request line, not an unknown route.
+        with RunningServer() as s:
+            for line in (b"GET ?a=b HTTP/1.1", b"GET * HTTP/1.1", b"POST v1/pipes/run HTTP/1.1",
+                         b"GET ftp://127.0.0.1/health HTTP/1.1"):
+                with self.subTest(line=line):
+                    sock = self.open(s.port)
+                    sock.sendall(line + b"\r\nHost: 127.0.0.1\r\n\r\n")
+                    self.assert_error_close(self.read_to_close(sock), 400, "BAD_REQUEST")
+                    sock.close()
+            for line, status in ((b"OPTIONS * HTTP/1.1", 204), (b"GET http://127.0.0.1/health HTTP/1.1", 200)):
+                with self.subTest(line=line), self.open(s.port) as sock:
+                    sock.sendall(line + b"\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                    self.assertEqual(parse_response(self.read_to_close(sock))[0], status)
+
     def test_http10_request_gets_close_delimited_stream(self):
         with RunningServer(replies=(REPLY,)) as s:
             sock = self.open(s.port)
