@@ -29,6 +29,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 import routes
+from routes import hosts
 import scenario
 from api import (
     SERVICE, VERSION, ApiError, App, BadRequest, DeferredResponse, EmptyResponse, HeadersTooLarge, JsonResponse,
@@ -210,6 +211,22 @@ def _origin_form(target: str) -> str:
     return target
 
 
+def _check_host_field(values: List[str], version: str) -> None:
+    """RFC 9112 3.2: an HTTP/1.1 request carries exactly one ``Host`` line, and a value that is
+    a host and optional port (``routes.hosts.HOST_RE``; empty is allowed). Raises
+    ``BadRequest`` (closing the connection) otherwise. Whether the name is one this server
+    answers to is a later question (``routes.hosts.check_host``)."""
+    if len(values) > 1:
+        raise BadRequest("The request has %d Host headers; send exactly one." % len(values), close=True)
+    if not values:
+        if version != "HTTP/1.0":  # 1.1, or a later 1.x answered as 1.1
+            raise BadRequest("An HTTP/1.1 request needs a Host header (the server's host and port).", close=True)
+        return
+    value = values[0].strip()
+    if value and not hosts.HOST_RE.fullmatch(value):
+        raise BadRequest("The Host header is not a host name or address with an optional port.", close=True)
+
+
 def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
     """Parse a request head (request line, header lines and the blank line that ends them).
 
@@ -253,6 +270,7 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
     path, _, query = target.partition("?")
     path = path.partition("#")[0]
     headers = parser.headers
+    _check_host_field(headers.get_all("Host") or (), parser.request_version)
     request = Request(method, path, query=query, version=parser.request_version, headers=headers,
                       request_id=new_uuid4(), client=client)
     expect = (headers.get("Expect") or "").lower() == "100-continue" and parser.request_version == "HTTP/1.1"

@@ -368,6 +368,32 @@ class FramingTest(SocketTestCase):
                 sock.sendall(b"GET /health HTTP/1.2\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
                 self.assertEqual(parse_response(self.read_to_close(sock))[0], 200)
 
+    def test_host_field_rules_of_http11(self):
+        # RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, with more than one Host line,
+        # or with a Host value that is no host; whether the name is welcome (DNS rebinding) is
+        # a separate rule, so these hold with --allowed-hosts '*' too.
+        with RunningServer(allowed_hosts=("*",)) as s:
+            for name, lines, version in (
+                ("no Host", b"", b"HTTP/1.1"),
+                ("no Host, a later 1.x", b"", b"HTTP/1.2"),
+                ("two Host lines", b"Host: 127.0.0.1\r\nHost: evil.test\r\n", b"HTTP/1.1"),
+                ("two Host lines in HTTP/1.0", b"Host: 127.0.0.1\r\nHost: 127.0.0.1\r\n", b"HTTP/1.0"),
+                ("a space in Host", b"Host: local host\r\n", b"HTTP/1.1"),
+                ("a path in Host", b"Host: 127.0.0.1/health\r\n", b"HTTP/1.1"),
+            ):
+                with self.subTest(name):
+                    sock = self.open(s.port)
+                    sock.sendall(b"GET /health " + version + b"\r\n" + lines + b"\r\nGET /health HTTP/1.1\r\n"
+                                 b"Host: 127.0.0.1\r\n\r\n")
+                    self.assert_error_close(self.read_to_close(sock), 400, "BAD_REQUEST")
+                    sock.close()
+            for name, lines, version in (("HTTP/1.0 without Host", b"", b"HTTP/1.0"),
+                                         ("one Host with a port", b"Host: Example.test:8000\r\n", b"HTTP/1.1"),
+                                         ("IPv6 Host", b"Host: [::1]:80\r\n", b"HTTP/1.1")):
+                with self.subTest(name), self.open(s.port) as sock:
+                    sock.sendall(b"GET /health " + version + b"\r\n" + lines + b"Connection: close\r\n\r\n")
+                    self.assertEqual(parse_response(self.read_to_close(sock))[0], 200)
+
     def test_a_request_target_that_is_not_a_path_is_400(self):
         # RFC 9112 3.2: origin-form starts with "/", absolute-form is a URL, and "*" is for
         # OPTIONS only; anything else is a malformed request line, not an unknown route.
@@ -584,7 +610,7 @@ class AnsweredOnceTest(SocketTestCase):
             conn = pacer.adopt(server_side, ("127.0.0.1", 1),
                                lambda c: HttpConnection(c, s.server.app, Limits(), ("*",)))
             self.addCleanup(conn.close)
-            conn.protocol.data_received(b"GET /health HTTP/1.1\r\n\r\n" * 2700)
+            conn.protocol.data_received(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 2700)
 
             def answered():
                 client.setblocking(False)
@@ -603,7 +629,7 @@ class AnsweredOnceTest(SocketTestCase):
     def test_a_head_trickled_byte_by_byte_is_not_rescanned_from_the_start(self):
         with RunningServer(head_timeout=30) as s:
             sock = self.open(s.port)
-            sock.sendall(b"GET /health HTTP/1.1\r\nX-Long: " + b"a" * 40000)
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Long: " + b"a" * 40000)
             time.sleep(0.1)
             cpu = time.process_time()
             for _ in range(1500):  # 1,500 reads of one byte each, about 1 s
