@@ -45,7 +45,8 @@ from api import ApiError
 from steps import Wait
 from threads import InvalidRequest
 
-__all__ = ["Upstream", "Job", "LiveReply", "UpstreamError", "UpstreamPending", "request_body", "parse_url", "MAX_JOBS", "MAX_REPLY_BYTES"]
+__all__ = ["Upstream", "Job", "LiveReply", "UpstreamError", "UpstreamPending", "request_body", "parse_url", "MAX_JOBS",
+           "MAX_REPLY_BYTES", "TOOL_CALLS_IN_TEXT"]
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +312,12 @@ STOPPING = (503, "SERVICE_UNAVAILABLE", "The mock server is stopping; the upstre
 """``LiveReply.error`` (and its in-band error event) when the server stops mid-stream."""
 
 
+TOOL_CALLS_IN_TEXT = ("The upstream answered with tool calls, which this wire format cannot carry "
+                      "(it streams text only).")
+"""``UpstreamError`` message (502) for a reply of tool calls on a text-only route
+(``runs.prepare(..., text_only=True)``)."""
+
+
 class LiveReply:
     """A reply the upstream is still streaming, served while it arrives: a streamed run on a
     route that takes one (``runs.prepare(..., live=True)``) once the upstream answered 200.
@@ -333,11 +340,13 @@ class LiveReply:
     and ends with ``CLOSED_EARLY``; with ``finish_on_close`` (the run's fault cuts the stream
     on purpose) the job goes on, and the reply ends when the upstream is done, on the job's
     thread, as it would have on replay. Callbacks must not hold the run that holds this
-    object, so that a dropped response frees (and so ends) it at once.
+    object, so that a dropped response frees (and so ends) it at once. With ``text_only`` (a
+    format that carries text only) a reply of tool calls ends with a 502 (``TOOL_CALLS_IN_TEXT``).
     """
 
     def __init__(self, job: Job, request: pipes.RunRequest, seed: int, digest: str,
-                 split: Callable[[str], List[str]], max_chars: int, finish_on_close: bool = False) -> None:
+                 split: Callable[[str], List[str]], max_chars: int, finish_on_close: bool = False,
+                 text_only: bool = False) -> None:
         self.job = job
         self.id = pipes.completion_id(seed, digest)
         self.reply: Optional[pipes.Reply] = None
@@ -345,6 +354,7 @@ class LiveReply:
         self.pieces: List[str] = job.pieces
         self._request, self._seed, self._digest, self._split, self._max_chars = request, seed, digest, split, max_chars
         self._finish_on_close = finish_on_close
+        self._text_only = text_only
         self._callbacks: List[Callable[["LiveReply"], None]] = []
         self._ended = False
 
@@ -365,6 +375,9 @@ class LiveReply:
         result = job.result
         if isinstance(result, UpstreamError):
             self._end(None, (result.status, result.code, str(result)))
+            return
+        if self._text_only and result.calls:
+            self._end(None, (502, "BAD_GATEWAY", TOOL_CALLS_IN_TEXT))
             return
         try:
             reply = pipes.scripted_reply(self._request, self._seed, self._digest, self._split, result.text,

@@ -305,6 +305,28 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual(message["tool_calls"], truth["tool_calls"])
         self.assertEqual(r.json()["choices"][0]["finish_reason"], "tool_calls")
 
+    def test_tool_calls_from_the_upstream_on_a_text_only_format_are_a_502(self):
+        up = self.server(delay=0.05)  # slow enough that the lifecycle stream goes out live
+        call(up.port, "POST", "/mock/fixtures", {"response": {"tool_calls": [{"name": "f", "arguments": {}}]}})
+        front = self.front(up)
+        logs = io.StringIO()
+        handler = logging.StreamHandler(logs)
+        logging.getLogger().addHandler(handler)
+        try:
+            live = call(front.port, "POST", "/api/stream", {"model": "m", "messages": ASK, "chatId": "c1"})
+            whole = call(front.port, "GET", "/api/stream/s/m")  # a token stream takes the reply whole
+        finally:
+            logging.getLogger().removeHandler(handler)
+        # The lifecycle stream is live when the calls arrive: the format's in-band error ends it.
+        self.assertEqual(live.status, 200)
+        self.assertTrue(live.body.endswith(b"\n\n"), live.body)
+        error = json.loads(live.body.split(b"event: error\ndata: ", 1)[1])
+        self.assertEqual(error["status"], 502)
+        self.assertIn("tool calls", error["message"])
+        self.assertEqual((whole.status, whole.json()["error"]), (502, upstream.TOOL_CALLS_IN_TEXT))
+        self.assertNotIn("Traceback", logs.getvalue())
+        self.assertEqual([m["role"] for m in call(front.port, "GET", "/v1/threads/c1/messages").json()], ["user"])
+
     def test_record_then_replay_gives_identical_bytes(self):
         up = self.server(replies=(REPLY,), delay=0.05)  # slow enough that the streams go out live
         body = {"model": "m", "stream": True, "messages": ASK}
