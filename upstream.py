@@ -12,8 +12,9 @@ the event loop: the loop only polls a finished flag (``Job.done``) from a timer.
 
 Failures become ``UpstreamError`` (an ``api.ApiError``, so the client gets them in its own
 error shape): connection refused (502 ``BAD_GATEWAY``), an upstream HTTP error (its status
-passed on, with its message), a stream that ends before ``data: [DONE]`` (502), and an
-upstream slower than its deadline (504 ``GATEWAY_TIMEOUT``). The key sent upstream comes from
+passed on, with its message), an answer that is not HTTP, a stream that ends before
+``data: [DONE]`` or whose chunks are not OpenAI's (502), and an upstream slower than its
+deadline (504 ``GATEWAY_TIMEOUT``). The key sent upstream comes from
 the environment (``LB_MOCK_UPSTREAM_KEY``); it is never logged, written or sent back.
 
 A streamed run on a route that serves one reply (``/v1/pipes/run``, ``/v1/agent/run``,
@@ -192,6 +193,9 @@ class Job:
             except OSError as exc:
                 raise UpstreamError(502, "BAD_GATEWAY", "Cannot reach the upstream %s: %s."
                                     % (where, exc.strerror or exc)) from None
+            except http.client.HTTPException as exc:  # a status line or headers that are not HTTP
+                raise UpstreamError(502, "BAD_GATEWAY", "The upstream %s did not answer in HTTP/1.x (%s)."
+                                    % (where, type(exc).__name__)) from None
             if response.status != 200:
                 raise self._http_error(response)
             self.answered.set()
@@ -263,7 +267,8 @@ class Job:
                 message = error.get("message") if isinstance(error, dict) else str(error)
                 raise UpstreamError(502, "BAD_GATEWAY", "The upstream sent an error mid-stream: %s" % message)
             choices = chunk.get("choices") if isinstance(chunk, dict) else None
-            delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
+            delta = (choices[0].get("delta") if isinstance(choices, list) and choices
+                     and isinstance(choices[0], dict) else None)
             if not isinstance(delta, dict):
                 continue
             content = delta.get("content")
@@ -272,12 +277,11 @@ class Job:
                 pieces.append(content)
                 delays.append(round(now - last, 3))
                 last = now
-            for call in delta.get("tool_calls") or ():
-                slot = calls.setdefault(int(call.get("index", 0)), {"id": "", "name": "", "arguments": ""})
-                fn = call.get("function") or {}
-                slot["id"] = call.get("id") or slot["id"]
-                slot["name"] = fn.get("name") or slot["name"]
-                slot["arguments"] += fn.get("arguments") or ""
+            for index, call_id, name, arguments in _call_deltas(delta.get("tool_calls")):
+                slot = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = call_id or slot["id"]
+                slot["name"] = name or slot["name"]
+                slot["arguments"] += arguments
         return self._fixture(pieces, delays, calls)
 
     def _fixture(self, pieces: List[str], delays: List[float], calls: Dict[int, Dict[str, str]]) -> fixtures.Fixture:
@@ -298,6 +302,31 @@ class Job:
             return fixtures.parse_text(json.dumps(item), "request body")[0]._replace(source="upstream")
         except fixtures.FixtureError as exc:
             raise UpstreamError(502, "BAD_GATEWAY", "The upstream reply cannot be served: %s" % exc.reason) from None
+
+
+def _call_deltas(value: Any) -> List[Tuple[int, str, str, str]]:
+    """``(index, id, name, arguments piece)`` of each item of a chunk's ``delta.tool_calls``
+    (OpenAI's streamed tool call pieces; absent fields as ``""``). Raises ``UpstreamError``
+    (502) for anything else: not an array of objects, an ``index`` that is not a whole number
+    from 0, a ``function`` that is not an object, or a field that is not a string."""
+    if value is None:
+        return []
+    bad = UpstreamError(502, "BAD_GATEWAY", "The upstream sent delta.tool_calls that are not OpenAI "
+                        "tool call pieces ({index, id?, function: {name?, arguments?}}).")
+    if not isinstance(value, list):
+        raise bad
+    out = []
+    for call in value:
+        fn = call.get("function") if isinstance(call, dict) else None
+        index = call.get("index", 0) if isinstance(call, dict) else None
+        if (not isinstance(index, int) or isinstance(index, bool) or index < 0
+                or not isinstance(fn if fn is not None else {}, dict)):
+            raise bad
+        fields = (call.get("id"), (fn or {}).get("name"), (fn or {}).get("arguments"))
+        if not all(field is None or isinstance(field, str) for field in fields):
+            raise bad
+        out.append((index,) + tuple(field or "" for field in fields))
+    return out
 
 
 POLL_SECONDS = 0.005

@@ -404,6 +404,54 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual(len(record["deltas"]), 2)  # the upstream's role chunk, then 2 pieces
         self.assertEqual((record["finish_reason"], record["error"]["status"], record["tool_calls"]), (None, 502, []))
 
+    def test_an_upstream_speaking_nonsense_is_a_502_saying_what_without_a_traceback(self):
+        # One canned answer per connection from a fake upstream; each was a 502 "The upstream
+        # exchange failed: AttributeError." (or ValueError, TypeError, BadStatusLine) with a
+        # traceback in the log per request.
+        ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        end = b"data: [DONE]\n\n"
+        cases = [
+            (b"NOT HTTP\r\n\r\n", "did not answer in HTTP/1.x (BadStatusLine)"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":[1]}}]}\n\n' + end, "not OpenAI tool call pieces"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":[{"index":"x"}]}}]}\n\n' + end, "not OpenAI tool call"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":5}}]}\n\n' + end, "not OpenAI tool call pieces"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":[{"function":"f"}]}}]}\n\n' + end, "not OpenAI tool"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":7}}]}}]}\n\n' + end,
+             "not OpenAI tool call pieces"),
+        ]
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        listener.settimeout(10)
+
+        def serve():
+            for answer, _ in cases:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.settimeout(10)
+                    got = b""
+                    while b"\r\n\r\n" not in got:
+                        got += conn.recv(65536)
+                    conn.sendall(answer)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        front = self.server(upstream="http://127.0.0.1:%d/v1" % listener.getsockname()[1])
+        logs = io.StringIO()
+        handler = logging.StreamHandler(logs)
+        logging.getLogger().addHandler(handler)
+        try:
+            for _, words in cases:
+                r = call(front.port, "POST", "/v1/chat/completions", {"model": "m", "messages": ASK})
+                self.assertEqual(r.status, 502, r.body)
+                self.assertIn(words, r.json()["error"]["message"])
+        finally:
+            logging.getLogger().removeHandler(handler)
+        thread.join(10)
+        self.assertNotIn("Traceback", logs.getvalue())
+
     def test_too_slow_upstream_is_504(self):
         up = self.server(mock=(("ttft", 3.0),))
         front = self.front(up, upstream_timeout=0.5)
