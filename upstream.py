@@ -183,6 +183,7 @@ class Job:
         if up.key:
             headers["Authorization"] = "Bearer " + up.key
         started = time.monotonic()
+        response: Optional[http.client.HTTPResponse] = None
         try:
             try:
                 conn.request("POST", up.base + "/chat/completions", json.dumps(self.body).encode("utf-8"), headers)
@@ -201,6 +202,8 @@ class Job:
             self.answered.set()
             return self._read_stream(response, deadline, started, where)
         finally:
+            if response is not None:  # with Connection: close the response holds the socket
+                response.close()
             conn.close()
 
     def _http_error(self, response: http.client.HTTPResponse) -> UpstreamError:
