@@ -61,7 +61,7 @@ def fault_headers(sc: scenario.Scenario) -> List[Tuple[str, str]]:
 
 def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: Any,
             layers: Iterable[dict] = (), wire: str = "langbase", model: Optional[str] = None,
-            pipe: Optional[str] = None, live: bool = False) -> Run:
+            pipe: Optional[str] = None, live: bool = False, text_only: bool = False) -> Run:
     """Resolve the scenario, choose the reply and draw the fault; nothing is stored yet.
 
     The reply is the first fixture's that matches (``app.fixtures``, see ``fixtures``; its
@@ -69,7 +69,9 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     (``app.upstream``, ``--upstream``: the first call raises ``upstream.UpstreamPending`` and
     the route is run again with the fetched reply in ``app.upstream_results``), else a
     built-in one per ``reply_mode`` (sample texts, ``echo``, ``lorem``). ``pipe`` is the pipe name the run
-    names, for the fixtures' ``pipe`` rule.
+    names, for the fixtures' ``pipe`` rule. ``text_only`` says the wire format carries text
+    replies only (no tool calls): a reply of tool calls is then refused before anything is
+    stored or published (a fixture's: 400; the upstream's: 502, in-band if already live).
 
     ``live`` says the route can serve a reply while it arrives: a streamed run then starts as
     soon as the upstream answers, its ``reply`` an ``upstream.LiveReply`` (``id`` and
@@ -77,7 +79,8 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     (``publish``), and its reply stored then (``store_run``, ``store_reply_when_complete``).
 
     Raises:
-        BadRequest: a scenario setting is invalid, or the stream would last too long.
+        BadRequest: a scenario setting is invalid, the stream would last too long, or
+            ``text_only`` and the matching fixture answers with tool calls.
         NotFound: ``--strict`` and no fixture matched (naming the request).
         upstream.UpstreamPending: the reply must first come from the upstream.
         upstream.UpstreamError: it could not (refused, an HTTP error, cut short, too slow).
@@ -120,7 +123,8 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
     if job is not None:
         fault = scenario.fault_fires(sc, rng)  # drawn now: a live reply's pieces come later
         reply: Any = upstream.LiveReply(job, request, sc.seed, digest, split, settings.max_reply_chars,
-                                        finish_on_close=fault and sc.fault in ("error_frame", "disconnect"))
+                                        finish_on_close=fault and sc.fault in ("error_frame", "disconnect"),
+                                        text_only=text_only)
     else:
         if fixture is not None and fixture.scripted:
             reply = pipes.scripted_reply(request, sc.seed, digest, split, fixture.text, fixture.chunks,
@@ -134,6 +138,12 @@ def prepare(app: App, http_request: Request, request: pipes.RunRequest, mock: An
                            else fixtures.lorem(sc.lorem_words),)
                 chooser = request._replace(variables={})
             reply = pipes.choose_reply(chooser, replies, sc.seed, split, digest, max_chars=settings.max_reply_chars)
+        if text_only and reply.tool_calls:
+            if fetched is not None:
+                raise upstream.UpstreamError(502, "BAD_GATEWAY", upstream.TOOL_CALLS_IN_TEXT)
+            raise BadRequest("The fixture %r answers with tool calls, which the %s format cannot carry "
+                             "(it streams text only); give it a text or chunks response, or a wire rule."
+                             % (fixture.name, wire))
         fault = scenario.fault_fires(sc, rng)
     seconds = 0.0 if job is not None else scenario.planned_seconds(sc, len(reply.pieces) + 2)
     if fixture is not None and fixture.delays is not None and sc.fixture_timing == "recorded":

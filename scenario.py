@@ -252,6 +252,8 @@ def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> 
     if from_text:
         text = value.strip()
         if setting.kind in ("int", "float"):
+            if not text.isascii() or "_" in text:  # int() and float() take "1_0" and other scripts' digits
+                raise bad()
             try:
                 value = int(text) if setting.kind == "int" else float(text)
             except ValueError:
@@ -297,7 +299,7 @@ def parse_layer(values: Mapping[str, Any], source: str, from_text: bool = False)
     """Validate one layer of settings: ``{name: value}``.
 
     ``from_text`` true parses string values (command line, headers: ``"0.5"``, ``"true"``,
-    ``"null"``); otherwise JSON types must match (``mock`` body object). ``source`` names the
+    ``"null"``; numbers in ASCII digits, without ``_``); otherwise JSON types must match (``mock`` body object). ``source`` names the
     layer in error messages (``"mock"``, ``"X-Mock-Delay header"``, ``"--mock"``).
 
     Raises:

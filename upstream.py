@@ -12,8 +12,9 @@ the event loop: the loop only polls a finished flag (``Job.done``) from a timer.
 
 Failures become ``UpstreamError`` (an ``api.ApiError``, so the client gets them in its own
 error shape): connection refused (502 ``BAD_GATEWAY``), an upstream HTTP error (its status
-passed on, with its message), a stream that ends before ``data: [DONE]`` (502), and an
-upstream slower than its deadline (504 ``GATEWAY_TIMEOUT``). The key sent upstream comes from
+passed on, with its message), an answer that is not HTTP, a stream that ends before
+``data: [DONE]`` or whose chunks are not OpenAI's (502), and an upstream slower than its
+deadline (504 ``GATEWAY_TIMEOUT``). The key sent upstream comes from
 the environment (``LB_MOCK_UPSTREAM_KEY``); it is never logged, written or sent back.
 
 A streamed run on a route that serves one reply (``/v1/pipes/run``, ``/v1/agent/run``,
@@ -45,7 +46,8 @@ from api import ApiError
 from steps import Wait
 from threads import InvalidRequest
 
-__all__ = ["Upstream", "Job", "LiveReply", "UpstreamError", "UpstreamPending", "request_body", "parse_url", "MAX_JOBS", "MAX_REPLY_BYTES"]
+__all__ = ["Upstream", "Job", "LiveReply", "UpstreamError", "UpstreamPending", "request_body", "parse_url", "MAX_JOBS",
+           "MAX_REPLY_BYTES", "TOOL_CALLS_IN_TEXT"]
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,7 @@ class Job:
         if up.key:
             headers["Authorization"] = "Bearer " + up.key
         started = time.monotonic()
+        response: Optional[http.client.HTTPResponse] = None
         try:
             try:
                 conn.request("POST", up.base + "/chat/completions", json.dumps(self.body).encode("utf-8"), headers)
@@ -191,11 +194,16 @@ class Job:
             except OSError as exc:
                 raise UpstreamError(502, "BAD_GATEWAY", "Cannot reach the upstream %s: %s."
                                     % (where, exc.strerror or exc)) from None
+            except http.client.HTTPException as exc:  # a status line or headers that are not HTTP
+                raise UpstreamError(502, "BAD_GATEWAY", "The upstream %s did not answer in HTTP/1.x (%s)."
+                                    % (where, type(exc).__name__)) from None
             if response.status != 200:
                 raise self._http_error(response)
             self.answered.set()
             return self._read_stream(response, deadline, started, where)
         finally:
+            if response is not None:  # with Connection: close the response holds the socket
+                response.close()
             conn.close()
 
     def _http_error(self, response: http.client.HTTPResponse) -> UpstreamError:
@@ -262,7 +270,8 @@ class Job:
                 message = error.get("message") if isinstance(error, dict) else str(error)
                 raise UpstreamError(502, "BAD_GATEWAY", "The upstream sent an error mid-stream: %s" % message)
             choices = chunk.get("choices") if isinstance(chunk, dict) else None
-            delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
+            delta = (choices[0].get("delta") if isinstance(choices, list) and choices
+                     and isinstance(choices[0], dict) else None)
             if not isinstance(delta, dict):
                 continue
             content = delta.get("content")
@@ -271,12 +280,11 @@ class Job:
                 pieces.append(content)
                 delays.append(round(now - last, 3))
                 last = now
-            for call in delta.get("tool_calls") or ():
-                slot = calls.setdefault(int(call.get("index", 0)), {"id": "", "name": "", "arguments": ""})
-                fn = call.get("function") or {}
-                slot["id"] = call.get("id") or slot["id"]
-                slot["name"] = fn.get("name") or slot["name"]
-                slot["arguments"] += fn.get("arguments") or ""
+            for index, call_id, name, arguments in _call_deltas(delta.get("tool_calls")):
+                slot = calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+                slot["id"] = call_id or slot["id"]
+                slot["name"] = name or slot["name"]
+                slot["arguments"] += arguments
         return self._fixture(pieces, delays, calls)
 
     def _fixture(self, pieces: List[str], delays: List[float], calls: Dict[int, Dict[str, str]]) -> fixtures.Fixture:
@@ -299,6 +307,31 @@ class Job:
             raise UpstreamError(502, "BAD_GATEWAY", "The upstream reply cannot be served: %s" % exc.reason) from None
 
 
+def _call_deltas(value: Any) -> List[Tuple[int, str, str, str]]:
+    """``(index, id, name, arguments piece)`` of each item of a chunk's ``delta.tool_calls``
+    (OpenAI's streamed tool call pieces; absent fields as ``""``). Raises ``UpstreamError``
+    (502) for anything else: not an array of objects, an ``index`` that is not a whole number
+    from 0, a ``function`` that is not an object, or a field that is not a string."""
+    if value is None:
+        return []
+    bad = UpstreamError(502, "BAD_GATEWAY", "The upstream sent delta.tool_calls that are not OpenAI "
+                        "tool call pieces ({index, id?, function: {name?, arguments?}}).")
+    if not isinstance(value, list):
+        raise bad
+    out = []
+    for call in value:
+        fn = call.get("function") if isinstance(call, dict) else None
+        index = call.get("index", 0) if isinstance(call, dict) else None
+        if (not isinstance(index, int) or isinstance(index, bool) or index < 0
+                or not isinstance(fn if fn is not None else {}, dict)):
+            raise bad
+        fields = (call.get("id"), (fn or {}).get("name"), (fn or {}).get("arguments"))
+        if not all(field is None or isinstance(field, str) for field in fields):
+            raise bad
+        out.append((index,) + tuple(field or "" for field in fields))
+    return out
+
+
 POLL_SECONDS = 0.005
 """How often a live stream looks for the upstream's next piece (seconds): the most it adds to
 a piece's way from the upstream to the client."""
@@ -309,6 +342,12 @@ CLOSED_EARLY = (499, "CLIENT_CLOSED_REQUEST", "The stream was closed (the client
 
 STOPPING = (503, "SERVICE_UNAVAILABLE", "The mock server is stopping; the upstream's reply was cut short.")
 """``LiveReply.error`` (and its in-band error event) when the server stops mid-stream."""
+
+
+TOOL_CALLS_IN_TEXT = ("The upstream answered with tool calls, which this wire format cannot carry "
+                      "(it streams text only).")
+"""``UpstreamError`` message (502) for a reply of tool calls on a text-only route
+(``runs.prepare(..., text_only=True)``)."""
 
 
 class LiveReply:
@@ -333,11 +372,13 @@ class LiveReply:
     and ends with ``CLOSED_EARLY``; with ``finish_on_close`` (the run's fault cuts the stream
     on purpose) the job goes on, and the reply ends when the upstream is done, on the job's
     thread, as it would have on replay. Callbacks must not hold the run that holds this
-    object, so that a dropped response frees (and so ends) it at once.
+    object, so that a dropped response frees (and so ends) it at once. With ``text_only`` (a
+    format that carries text only) a reply of tool calls ends with a 502 (``TOOL_CALLS_IN_TEXT``).
     """
 
     def __init__(self, job: Job, request: pipes.RunRequest, seed: int, digest: str,
-                 split: Callable[[str], List[str]], max_chars: int, finish_on_close: bool = False) -> None:
+                 split: Callable[[str], List[str]], max_chars: int, finish_on_close: bool = False,
+                 text_only: bool = False) -> None:
         self.job = job
         self.id = pipes.completion_id(seed, digest)
         self.reply: Optional[pipes.Reply] = None
@@ -345,6 +386,7 @@ class LiveReply:
         self.pieces: List[str] = job.pieces
         self._request, self._seed, self._digest, self._split, self._max_chars = request, seed, digest, split, max_chars
         self._finish_on_close = finish_on_close
+        self._text_only = text_only
         self._callbacks: List[Callable[["LiveReply"], None]] = []
         self._ended = False
 
@@ -365,6 +407,9 @@ class LiveReply:
         result = job.result
         if isinstance(result, UpstreamError):
             self._end(None, (result.status, result.code, str(result)))
+            return
+        if self._text_only and result.calls:
+            self._end(None, (502, "BAD_GATEWAY", TOOL_CALLS_IN_TEXT))
             return
         try:
             reply = pipes.scripted_reply(self._request, self._seed, self._digest, self._split, result.text,

@@ -49,7 +49,7 @@ def lifecycle(request: Request, app: App) -> Response:
     run_request, chat_id, model, users = formats.parse_lifecycle(data)
     run_request = run_request._replace(stream=True, tools=[], tool_choice=None)
     run = runs.prepare(app, request, run_request, data.get("mock"), wire="lifecycle", model=model,
-                       live=True)
+                       live=True, text_only=True)
     message_id = app.new_id()
     run.record["message_id"] = message_id
     if chat_id is not None:
@@ -90,7 +90,8 @@ def events(request: Request, app: App, payload: str = "openai") -> Response:
     layer = scenario.parse_layer({k: v[-1] for k, v in query.items()}, "query string", from_text=True)
     run_request = pipes.parse_run_request({"messages": [{"role": "user", "content": prompt}], "stream": True})
     # A first connection can stream an upstream's reply live; a resuming one needs it whole.
-    run = runs.prepare(app, request, run_request, None, layers=[layer], wire="eventsource", live=after == 0)
+    run = runs.prepare(app, request, run_request, None, layers=[layer], wire="eventsource", live=after == 0,
+                       text_only=payload == "json")
     runs.publish(app, run)
     inner = (formats.EventMessageEncoder() if payload == "json"
              else pipes.ChunkEncoder(run.reply.id, app.created, app.settings.model))
@@ -112,7 +113,7 @@ def generate(request: Request, app: App) -> Response:
     data = object_body(request)
     run_request, key = formats.parse_generate(data)
     run_request = run_request._replace(stream=True, tools=[], tool_choice=None)
-    run = runs.prepare(app, request, run_request, data.get("mock"), wire="tokens")
+    run = runs.prepare(app, request, run_request, data.get("mock"), wire="tokens", text_only=True)
     try:
         start_generation(app, key, run)
     except formats.GenerationExists:
@@ -170,7 +171,7 @@ def token_stream(request: Request, app: App) -> Response:
         return follow(app, generation, after)
     prompt = {"role": "user", "content": "%s/%s" % key}
     run_request = pipes.parse_run_request({"messages": [prompt], "stream": True})
-    run = runs.prepare(app, request, run_request, None, wire="tokens")
+    run = runs.prepare(app, request, run_request, None, wire="tokens", text_only=True)
     sc = run.scenario
     return StreamResponse(wait_then_follow(app, key, run, after), [("lb-mock-seed", str(sc.seed))],
                           sc.body, sc.content_type)

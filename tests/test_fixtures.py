@@ -416,6 +416,34 @@ class ToolLoopTest(unittest.TestCase):
             self.assertEqual(lb.json()["completion"], "")
             self.assertEqual(len(lb.json()["raw"]["choices"][0]["message"]["tool_calls"]), 2)
 
+    def test_formats_that_carry_text_only_refuse_a_tool_call_fixture_with_a_400(self):
+        # The message lifecycle, EventSource JSON data messages and token streams have no event
+        # for a tool call: such a fixture was a 200 whose stream broke off (a traceback in the
+        # log) or whose arguments went out as text tokens.
+        with RunningServer() as s:
+            push(s, {"name": "call", "response": {"tool_calls": [{"name": "f", "arguments": {"a": 1}}]}})
+            logs = io.StringIO()
+            handler = logging.StreamHandler(logs)
+            logging.getLogger().addHandler(handler)
+            try:
+                answers = [
+                    completion(s, path="/api/stream", model="m", chatId="chat-1"),
+                    call(s.port, "GET", "/events?prompt=Hi"),
+                    call(s.port, "POST", "/api/generate", {"sessionId": "s", "chatMessageId": "m", "messages": HI}),
+                    call(s.port, "GET", "/api/stream/s/m"),
+                ]
+            finally:
+                logging.getLogger().removeHandler(handler)
+            for r in answers:
+                self.assertEqual(r.status, 400, r.body)
+                self.assertIn("'call' answers with tool calls", r.json()["error"])
+            self.assertNotIn("Traceback", logs.getvalue())
+            self.assertEqual(call(s.port, "GET", "/mock/runs").json()["runs"], [])
+            self.assertEqual(call(s.port, "GET", "/v1/threads/chat-1").status, 404)
+            openai = call(s.port, "GET", "/api/events?prompt=Hi")  # OpenAI chunks carry tool calls
+            self.assertEqual(openai.status, 200)
+            self.assertIn(b'"finish_reason":"tool_calls"', openai.body)
+
 
 class HotReloadTest(unittest.TestCase):
     def write(self, path, fixtures_list):

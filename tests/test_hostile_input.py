@@ -182,6 +182,22 @@ class HostileHeaderTest(unittest.TestCase):
                     self.assertEqual(r.status, 400, r.body[:300])
             self.assertEqual(call(s.port, "GET", "/health").status, 200)
 
+    def test_numbers_in_text_are_ascii_digits_without_underscores(self):
+        # int() and float() read "1_0" as 10 and other scripts' digits ("\u0663" is 3).
+        with RunningServer() as s:
+            for name, value in (("X-Mock-Seed", "1_0"), ("X-Mock-Chunk-Size", "\u0663"),
+                                ("X-Mock-Delay", "\u0660.\u0661"), ("X-Mock-Ttft", "1_0e-1")):
+                with self.subTest(header=name, value=value):
+                    headers = {name: value.encode("utf-8").decode("latin-1")}
+                    r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI}, headers)
+                    self.assertEqual(r.status, 400, r.body[:300])
+                    self.assertIn("is not allowed", r.json()["error"]["message"])
+            for query in ("seed=1_0", "seed=%D9%A3"):
+                r = call(s.port, "GET", "/api/events?prompt=Hi&" + query)
+                self.assertEqual(r.status, 400, r.body[:300])
+            r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI}, {"X-Mock-Seed": " 10 "})
+            self.assertEqual((r.status, r.header("lb-mock-seed")), (200, "10"))
+
     def test_none_turns_a_server_wide_fault_off_per_request(self):
         with RunningServer(mock=(("fault", "http_error"),)) as s:
             self.assertEqual(call(s.port, "POST", "/v1/pipes/run", {"messages": HI}).status, 500)

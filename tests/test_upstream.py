@@ -305,6 +305,28 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual(message["tool_calls"], truth["tool_calls"])
         self.assertEqual(r.json()["choices"][0]["finish_reason"], "tool_calls")
 
+    def test_tool_calls_from_the_upstream_on_a_text_only_format_are_a_502(self):
+        up = self.server(delay=0.05)  # slow enough that the lifecycle stream goes out live
+        call(up.port, "POST", "/mock/fixtures", {"response": {"tool_calls": [{"name": "f", "arguments": {}}]}})
+        front = self.front(up)
+        logs = io.StringIO()
+        handler = logging.StreamHandler(logs)
+        logging.getLogger().addHandler(handler)
+        try:
+            live = call(front.port, "POST", "/api/stream", {"model": "m", "messages": ASK, "chatId": "c1"})
+            whole = call(front.port, "GET", "/api/stream/s/m")  # a token stream takes the reply whole
+        finally:
+            logging.getLogger().removeHandler(handler)
+        # The lifecycle stream is live when the calls arrive: the format's in-band error ends it.
+        self.assertEqual(live.status, 200)
+        self.assertTrue(live.body.endswith(b"\n\n"), live.body)
+        error = json.loads(live.body.split(b"event: error\ndata: ", 1)[1])
+        self.assertEqual(error["status"], 502)
+        self.assertIn("tool calls", error["message"])
+        self.assertEqual((whole.status, whole.json()["error"]), (502, upstream.TOOL_CALLS_IN_TEXT))
+        self.assertNotIn("Traceback", logs.getvalue())
+        self.assertEqual([m["role"] for m in call(front.port, "GET", "/v1/threads/c1/messages").json()], ["user"])
+
     def test_record_then_replay_gives_identical_bytes(self):
         up = self.server(replies=(REPLY,), delay=0.05)  # slow enough that the streams go out live
         body = {"model": "m", "stream": True, "messages": ASK}
@@ -381,6 +403,54 @@ class UpstreamTest(unittest.TestCase):
         self.assertEqual(received, [""] + record["deltas"])
         self.assertEqual(len(record["deltas"]), 2)  # the upstream's role chunk, then 2 pieces
         self.assertEqual((record["finish_reason"], record["error"]["status"], record["tool_calls"]), (None, 502, []))
+
+    def test_an_upstream_speaking_nonsense_is_a_502_saying_what_without_a_traceback(self):
+        # One canned answer per connection from a fake upstream; each was a 502 "The upstream
+        # exchange failed: AttributeError." (or ValueError, TypeError, BadStatusLine) with a
+        # traceback in the log per request.
+        ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+        end = b"data: [DONE]\n\n"
+        cases = [
+            (b"NOT HTTP\r\n\r\n", "did not answer in HTTP/1.x (BadStatusLine)"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":[1]}}]}\n\n' + end, "not OpenAI tool call pieces"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":[{"index":"x"}]}}]}\n\n' + end, "not OpenAI tool call"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":5}}]}\n\n' + end, "not OpenAI tool call pieces"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":[{"function":"f"}]}}]}\n\n' + end, "not OpenAI tool"),
+            (ok + b'data: {"choices":[{"delta":{"tool_calls":[{"function":{"arguments":7}}]}}]}\n\n' + end,
+             "not OpenAI tool call pieces"),
+        ]
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        listener.settimeout(10)
+
+        def serve():
+            for answer, _ in cases:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.settimeout(10)
+                    got = b""
+                    while b"\r\n\r\n" not in got:
+                        got += conn.recv(65536)
+                    conn.sendall(answer)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        front = self.server(upstream="http://127.0.0.1:%d/v1" % listener.getsockname()[1])
+        logs = io.StringIO()
+        handler = logging.StreamHandler(logs)
+        logging.getLogger().addHandler(handler)
+        try:
+            for _, words in cases:
+                r = call(front.port, "POST", "/v1/chat/completions", {"model": "m", "messages": ASK})
+                self.assertEqual(r.status, 502, r.body)
+                self.assertIn(words, r.json()["error"]["message"])
+        finally:
+            logging.getLogger().removeHandler(handler)
+        thread.join(10)
+        self.assertNotIn("Traceback", logs.getvalue())
 
     def test_too_slow_upstream_is_504(self):
         up = self.server(mock=(("ttft", 3.0),))
