@@ -67,8 +67,9 @@ ERROR_CODES = {
 class Setting(NamedTuple):
     """One scenario setting: ``name``, ``kind`` (``float``/``int``/``bool``/``enum``/``str``),
     ``default``, ``help``, inclusive bounds ``low``/``high`` (numbers; for ``str`` the most
-    characters), ``choices`` (enums), ``nullable`` (``null``/``"none"`` allowed), and for
-    ``str`` a ``pattern`` the whole value must match, described by ``shape``."""
+    characters), ``least`` (numbers whose 0 means "off": the smallest value above 0, so a
+    tiny one cannot make a flood), ``choices`` (enums), ``nullable`` (``null``/``"none"``
+    allowed), and for ``str`` a ``pattern`` the whole value must match, described by ``shape``."""
 
     name: str
     kind: str
@@ -80,6 +81,7 @@ class Setting(NamedTuple):
     nullable: bool = False
     pattern: str = r"(?s).*"
     shape: str = "a string"
+    least: float = 0
 
     def allowed(self) -> str:
         """Human text of the allowed values, used in error messages and ``GET /mock/settings``."""
@@ -91,7 +93,9 @@ class Setting(NamedTuple):
             text = "%s (at most %d characters)" % (self.shape, self.high)
         else:
             text = "%s from %s to %s" % ("a whole number" if self.kind == "int" else "a number",
-                                         _num(self.low), _num(self.high))
+                                         _num(self.least or self.low), _num(self.high))
+            if self.least:
+                text = "0 (off) or " + text
         return text + (", or null" if self.nullable else "")
 
 
@@ -121,7 +125,8 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
        choices=("chunked", "close", "buffered")),
     # SSE extras
     _S("line_ending", "enum", "lf", "SSE line endings", choices=("lf", "crlf", "cr", "mixed")),
-    _S("keepalive", "float", 0.0, "send a ': ping' comment every this many seconds of waiting (0 = never)", 0, 600),
+    _S("keepalive", "float", 0.0, "send a ': ping' comment every this many seconds of waiting (0 = never)", 0, 600,
+       least=0.01),
     _S("keepalive_between", "bool", False, "send a ': ping' comment after every event"),
     _S("event_ids", "bool", False, "give every event an 'id:' field (1, 2, 3, ...)"),
     _S("retry", "int", None, "send a 'retry:' field (milliseconds) with the first event", 0, 3600000, nullable=True),
@@ -272,7 +277,7 @@ def _parse_value(setting: Setting, value: Any, from_text: bool, source: str) -> 
     if kind in ("int", "float"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
-        if not setting.low <= value <= setting.high:  # before float(): a 400-digit int overflows it
+        if not setting.low <= value <= setting.high or 0 < value < setting.least:  # before float(): a 400-digit int overflows it
             raise bad()
         if kind == "int" and not (isinstance(value, int) or float(value).is_integer()):
             raise bad()

@@ -375,7 +375,9 @@ def setting_schema(setting: scenario.Setting, header: bool = False) -> dict:
         schema = {"type": "string", "maxLength": int(setting.high)}
     else:
         schema = {"type": "integer" if setting.kind == "int" else "number",
-                  "minimum": setting.low, "maximum": setting.high}
+                  "minimum": setting.least or setting.low, "maximum": setting.high}
+        if setting.least:  # 0 (off), or from least up
+            schema = {"anyOf": [{"type": schema["type"], "enum": [0]}, schema]}
     if setting.nullable:
         schema = {"anyOf": [schema, {"enum": ["null", "none"]} if header else {"type": "null"}]}
     schema["description"] = setting.help

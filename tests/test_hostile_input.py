@@ -198,6 +198,23 @@ class HostileHeaderTest(unittest.TestCase):
             r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI}, {"X-Mock-Seed": " 10 "})
             self.assertEqual((r.status, r.header("lb-mock-seed")), (200, "10"))
 
+    def test_keepalive_is_off_or_at_least_a_hundredth_of_a_second(self):
+        # keepalive=1e-300 with a long stall used to send ': ping' comments as fast as the
+        # client read, for the whole stall: a flood bounded by time only.
+        with RunningServer() as s:
+            for value in ("1e-300", "0.001", "0.0099"):
+                with self.subTest(value=value):
+                    r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI, "stream": True}, {"X-Mock-Keepalive": value})
+                    self.assertEqual(r.status, 400, r.body[:300])
+                    self.assertIn("0 (off) or a number from 0.01 to 600", r.json()["error"]["message"])
+            r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI, "stream": True, "mock": {"keepalive": 1e-300}})
+            self.assertEqual(r.status, 400, r.body[:300])
+            for value in (0, 0.01):
+                r = call(s.port, "POST", "/v1/pipes/run", {"messages": HI, "stream": True, "mock": {"keepalive": value}})
+                self.assertEqual(r.status, 200, r.body[:300])
+            schema = call(s.port, "GET", "/openapi.json").json()
+            self.assertIn('"enum": [0]', json.dumps(schema))
+
     def test_none_turns_a_server_wide_fault_off_per_request(self):
         with RunningServer(mock=(("fault", "http_error"),)) as s:
             self.assertEqual(call(s.port, "POST", "/v1/pipes/run", {"messages": HI}).status, 500)
