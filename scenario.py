@@ -126,7 +126,7 @@ SETTINGS: Dict[str, Setting] = {s.name: s for s in [
     # SSE extras
     _S("line_ending", "enum", "lf", "SSE line endings", choices=("lf", "crlf", "cr", "mixed")),
     _S("keepalive", "float", 0.0, "send a ': ping' comment every this many seconds of waiting (0 = never)", 0, 600,
-       least=0.01),
+       least=0.001),
     _S("keepalive_between", "bool", False, "send a ': ping' comment after every event"),
     _S("event_ids", "bool", False, "give every event an 'id:' field (1, 2, 3, ...)"),
     _S("retry", "int", None, "send a 'retry:' field (milliseconds) with the first event", 0, 3600000, nullable=True),
