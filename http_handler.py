@@ -203,12 +203,13 @@ class _Head:
         self.requestline = requestline
 
 
-def _origin_form(target: str) -> str:
-    """The path and query of a request target: an absolute-form target (RFC 9112 3.2.2,
-    ``http://host/path?query``) without its scheme and authority; any other as it is."""
+def _path_and_query(target: str) -> Tuple[str, str]:
+    """``(path, query)`` of a request target: an absolute-form target (RFC 9112 3.2.2,
+    ``http://host/path?query``) without its scheme and authority, and any fragment dropped."""
     if target[:7].lower() == "http://" or target[:8].lower() == "https://":
-        return "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
-    return target
+        target = "/" + target.split("/", 3)[3] if target.count("/") >= 3 else "/"
+    path, _, query = target.partition("?")
+    return path.partition("#")[0], query
 
 
 def _check_host_field(values: List[str], version: str) -> None:
@@ -263,12 +264,10 @@ def parse_head(head: bytes, max_body: int, client: str = "-") -> _Head:
                          close=True)
         error.status, error.code = 501, "NOT_IMPLEMENTED"
         raise error
-    target = _origin_form(parser.path)
-    if not target.startswith("/") and not (target == "*" and method == "OPTIONS"):
+    path, query = _path_and_query(parser.path)
+    if not path.startswith("/") and not (path == "*" and method == "OPTIONS"):
         # RFC 9112 3.2: a path (origin-form), a URL (absolute-form), or "*" for OPTIONS only.
         raise BadRequest("Malformed request target: send a path that starts with '/'.", close=True)
-    path, _, query = target.partition("?")
-    path = path.partition("#")[0]
     headers = parser.headers
     _check_host_field(headers.get_all("Host") or (), parser.request_version)
     request = Request(method, path, query=query, version=parser.request_version, headers=headers,
@@ -520,7 +519,7 @@ class HttpConnection:
             target = raw.split(b" ", 2)[1].decode("latin-1") if raw.count(b" ") >= 2 else "/"
             if target.startswith("//"):
                 target = "/" + target.lstrip("/")
-            self._respond_error(exc, _origin_form(target).partition("?")[0].partition("#")[0], None)
+            self._respond_error(exc, _path_and_query(target)[0], None)
             return False
         return True
 
